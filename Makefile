@@ -1,0 +1,52 @@
+# captionkit: `make run` and `make test` set everything up in .venv/ and then do their job.
+# Timings below are for a 2-core machine with the package registries reachable.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Debian packages the tests and examples use (installed with apt-get when root).
+APT_PACKAGES :=
+
+.PHONY: help setup run test lint clean-outputs distclean
+
+help:
+	@echo "make run    - set up .venv (first time ~1 min), make the example media, run captionkit on examples/posts.csv"
+	@echo "make test   - set up .venv, then run the test suite (~3 min)"
+	@echo "make lint   - ruff over src/ and tests/"
+
+$(BIN)/python:
+	@echo "==> creating $(VENV) with $$($(PYTHON) --version)"
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall when the dependency list changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@echo "==> installing captionkit (editable) with its dev/test extras into $(VENV)"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+system-deps:
+	@scripts/system-deps.sh $(APT_PACKAGES)
+
+setup: $(VENV)/.installed system-deps
+	@test -x $(BIN)/captionkit && echo "==> $(BIN)/captionkit is ready"
+
+run: setup
+	@echo "==> making the example media (examples/media/, skipped when present)"
+	$(BIN)/python examples/make_examples.py
+	@echo "==> captionkit run examples/posts.csv --out out/examples (resumes if run before; offline the URL row fails and is recorded)"
+	$(BIN)/captionkit run examples/posts.csv --out out/examples --formats csv,parquet,xlsx --retries 1
+	@echo "==> results: out/examples/results.{jsonl,csv,parquet,xlsx}; summary:"
+	@cat out/examples/summary.md
+
+test: setup
+	@echo "==> running the tests (pytest; a few minutes on 2 cores)"
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests
+
+clean-outputs:
+	rm -rf out/ examples/media/
+
+distclean: clean-outputs
+	rm -rf $(VENV)

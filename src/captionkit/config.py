@@ -1,0 +1,110 @@
+"""Run configuration: one typed record, loadable from YAML, whose keys mirror the CLI flags.
+
+``captionkit run --config run.yaml`` reads it; flags given on the command line override it.
+Unknown keys and bad values raise :class:`ConfigError` naming the key, so typos never pass silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from captionkit.errors import ConfigError
+from captionkit.io.mapping import ColumnMapping
+from captionkit.media.fetch import FetchPolicy
+from captionkit.media.types import FramePolicy, ImageLimits
+
+DEFAULT_STAGES = ("media", "facts")
+
+
+@dataclass
+class RunConfig:
+    stages: list[str] = field(default_factory=lambda: list(DEFAULT_STAGES))
+    frames: FramePolicy = field(default_factory=FramePolicy)
+    fetch: FetchPolicy = field(default_factory=FetchPolicy)
+    limits: ImageLimits = field(default_factory=ImageLimits)
+    mapping: ColumnMapping = field(default_factory=ColumnMapping)
+    formats: list[str] = field(default_factory=lambda: ["jsonl"])
+    max_attempts: int = 3  # an item that failed this many times is final and not retried on rerun
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigError("max_attempts (--max-attempts) must be >= 1")
+        if not self.stages:
+            raise ConfigError("stages (--stages) must name at least one stage")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> RunConfig:
+        data = dict(data or {})
+        _reject_unknown(data, {f.name for f in dataclasses.fields(cls)} | {"map"}, source)
+        kwargs: dict[str, Any] = {}
+        for key, sub in (("frames", FramePolicy), ("fetch", FetchPolicy), ("limits", ImageLimits)):
+            if key in data:
+                kwargs[key] = _build(sub, data.pop(key), f"{source}: {key}")
+        mapping = data.pop("map", None) or data.pop("mapping", None)
+        if mapping is not None:
+            kwargs["mapping"] = ColumnMapping.from_dict(mapping)
+        for key in ("stages", "formats"):
+            if key in data:
+                kwargs[key] = _as_list(data.pop(key), f"{source}: {key}")
+        kwargs.update(data)
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> RunConfig:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"--config: file not found: {path}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--config: {path} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"--config: {path} must hold a mapping of keys to values, not {type(data).__name__}")
+        return cls.from_dict(data, source=str(path))
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with top-level fields replaced; nested policies are replaced via ``frames=...`` etc."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+
+    def fingerprint(self) -> str:
+        """Hash of what changes the outputs: a resumed run must use the same stages, frames and mapping."""
+        d = self.to_dict()
+        relevant = {k: d[k] for k in ("stages", "frames", "limits", "mapping")}
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _reject_unknown(data: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, not {type(data).__name__}")
+    _reject_unknown(data, {f.name for f in dataclasses.fields(cls)}, where)
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _as_list(value: Any, where: str) -> list[str]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    raise ConfigError(f"{where} must be a list or a comma-separated string")

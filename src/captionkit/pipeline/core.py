@@ -1,0 +1,85 @@
+"""``Pipeline``: stages in order over a list of items, each item succeeding or failing on its own.
+
+``Pipeline.process`` is the unit every engine calls: the local runner in-process, and later engines
+in workers. It is pure with respect to storage: it returns results and writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from itertools import islice
+from time import perf_counter
+
+from captionkit.config import RunConfig
+from captionkit.pipeline.stage import Stage, Work, create_stage
+from captionkit.records import Item, ItemResult, StageError
+
+log = logging.getLogger("captionkit")
+
+
+class Pipeline:
+    def __init__(self, stages: Sequence[Stage]) -> None:
+        self.stages = list(stages)
+        self._ready = False
+
+    @classmethod
+    def from_config(cls, config: RunConfig) -> Pipeline:
+        return cls([create_stage(name, config) for name in config.stages])
+
+    @property
+    def batch_size(self) -> int:
+        """How many items to hand to :meth:`process` at once so that every stage can fill its batch."""
+        return max([s.batch_size for s in self.stages] + [1])
+
+    def setup(self) -> None:
+        """Load every stage's resources once; later calls are free."""
+        if not self._ready:
+            for stage in self.stages:
+                stage.setup()
+            self._ready = True
+
+    def process(self, items: Sequence[Item], attempts: Sequence[int] | None = None) -> list[ItemResult]:
+        self.setup()
+        works = [Work(item) for item in items]
+        errors: dict[int, StageError] = {}
+        for stage in self.stages:
+            live = [i for i in range(len(works)) if i not in errors]
+            for chunk in _chunks(live, max(1, stage.batch_size)):
+                for i, out, seconds in _run_stage(stage, [works[i] for i in chunk], chunk):
+                    works[i].timings[stage.name] = seconds
+                    if isinstance(out, BaseException):
+                        errors[i] = StageError.from_exception(stage.name, out)
+                        log.debug("item %s failed in %s", works[i].item.id, stage.name, exc_info=out)
+                    else:
+                        works[i].outputs[stage.name] = out
+        attempts = attempts or [1] * len(works)
+        return [
+            ItemResult(id=w.item.id, item=w.item, outputs=w.outputs, timings=w.timings, error=errors.get(i), attempts=a)
+            for i, (w, a) in enumerate(zip(works, attempts))
+        ]
+
+
+def _run_stage(stage: Stage, works: list[Work], index: list[int]):
+    """Yield (index, output-or-exception, seconds per item); a batch that raises is retried item by item."""
+    start = perf_counter()
+    try:
+        outs = stage.process(works)
+        if len(outs) != len(works):
+            raise RuntimeError(f"stage {stage.name!r} returned {len(outs)} outputs for {len(works)} items")
+    except Exception as exc:
+        if len(works) == 1:
+            outs = [exc]
+        else:  # isolate the item that broke the batch: the others must not fail with it
+            for i, work in zip(index, works):
+                yield from _run_stage(stage, [work], [i])
+            return
+    seconds = (perf_counter() - start) / len(works)
+    for i, out in zip(index, outs):
+        yield i, out, seconds
+
+
+def _chunks(seq: list[int], size: int):
+    it = iter(seq)
+    while chunk := list(islice(it, size)):
+        yield chunk

@@ -1,0 +1,183 @@
+"""The local batch runner: streams a dataset through a :class:`Pipeline`, resumable and exactly-once.
+
+Layout of an output directory::
+
+    results.jsonl     one line per item (its outputs, or its error with stage and reason)
+    results.csv ...   the same records in the other formats asked for (written at the end)
+    state.sqlite      per-item state; lets a rerun with the same arguments skip finished items
+    summary.json/.md  counts, time, failures grouped by reason
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich.console import Console
+
+from captionkit.config import RunConfig
+from captionkit.io.writers import write_records
+from captionkit.pipeline.core import Pipeline
+from captionkit.pipeline.store import StateStore
+from captionkit.progress import ItemProgress
+from captionkit.records import Item
+
+RESULTS = "results"
+STATE = "state.sqlite"
+
+
+@dataclass
+class RunSummary:
+    out_dir: str
+    total: int = 0  # items in the dataset
+    processed: int = 0  # items run by this invocation
+    skipped: int = 0  # finished in an earlier run
+    done: int = 0  # succeeded, over all runs
+    failed: int = 0  # failed for good or for now, over all runs
+    seconds: float = 0.0
+    failures: list[dict[str, Any]] = field(default_factory=list)  # grouped: stage, reason, count, examples
+    outputs: list[str] = field(default_factory=list)
+
+    @property
+    def items_per_s(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "items_per_s": round(self.items_per_s, 3)}
+
+    def to_markdown(self) -> str:
+        lines = [
+            "# captionkit run summary",
+            "",
+            f"- output: `{self.out_dir}`",
+            f"- items: {self.total} ({self.done} done, {self.failed} failed)",
+            f"- this run: {self.processed} processed, {self.skipped} already finished, "
+            f"{self.seconds:.1f} s ({self.items_per_s:.2f} items/s)",
+        ]
+        if self.failures:
+            lines += ["", "## Failures by reason", "", "| stage | count | reason | example items |", "|---|---|---|---|"]
+            for f in self.failures:
+                reason = f["reason"].replace("|", "\\|")
+                lines.append(f"| {f['stage']} | {f['count']} | {reason} | {', '.join(f['examples'])} |")
+        return "\n".join(lines) + "\n"
+
+
+class Runner:
+    """Runs ``pipeline`` over a dataset into ``out_dir``; see the module docstring for the layout."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        out_dir: str | Path,
+        config: RunConfig,
+        *,
+        restart: bool = False,
+        progress: bool = True,
+        console: Console | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.out_dir = Path(out_dir)
+        self.config = config
+        self.restart = restart
+        self.progress = progress
+        self.console = console or Console(stderr=True)
+
+    def run(self, dataset: Iterable[Item], total: int | None = None, name: str = "dataset") -> RunSummary:
+        start = time.perf_counter()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        store = StateStore(self.out_dir / STATE)
+        try:
+            store.begin(self.config.fingerprint(), name, restart=self.restart)
+            summary = RunSummary(out_dir=str(self.out_dir))
+            jsonl = self.out_dir / f"{RESULTS}.jsonl"
+            # Rebuild from the store: drops a half-written last line or a line written twice before a crash.
+            write_records(store.results(final_only_below=self.config.max_attempts), jsonl, "jsonl")
+            with jsonl.open("a", encoding="utf-8") as sink, ItemProgress(total, enabled=self.progress, console=self.console) as bar:
+                self._stream(dataset, store, sink, bar, summary)
+            summary.outputs = self._write_outputs(store)
+            summary.total = store.count()
+            summary.done = store.count("done")
+            summary.failed = store.count("failed")
+            summary.failures = group_failures(store.results())
+            summary.seconds = time.perf_counter() - start
+            (self.out_dir / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+            (self.out_dir / "summary.md").write_text(summary.to_markdown(), encoding="utf-8")
+            return summary
+        finally:
+            store.close()
+
+    def _stream(self, dataset: Iterable[Item], store: StateStore, sink: TextIO, bar: ItemProgress, summary: RunSummary) -> None:
+        pending: list[tuple[int, Item, int]] = []
+        for seq, item in enumerate(dataset):
+            state = store.state(item.id)
+            if state and (state[0] == "done" or state[1] >= self.config.max_attempts):
+                summary.skipped += 1
+                bar.advance()
+                continue
+            pending.append((seq, item, (state[1] if state else 0) + 1))
+            if len(pending) >= self.pipeline.batch_size:
+                self._flush(pending, store, sink, bar, summary)
+        self._flush(pending, store, sink, bar, summary)
+
+    def _flush(self, pending: list[tuple[int, Item, int]], store: StateStore, sink: TextIO,
+               bar: ItemProgress, summary: RunSummary) -> None:
+        if not pending:
+            return
+        results = self.pipeline.process([p[1] for p in pending], attempts=[p[2] for p in pending])
+        # Commit first, then append: a crash in between loses only a line that the next start rewrites.
+        store.save_many([(r, seq) for r, (seq, _, _) in zip(results, pending)])
+        for r in results:
+            sink.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+        sink.flush()
+        summary.processed += len(results)
+        bar.advance(len(results))
+        pending.clear()
+
+    def _write_outputs(self, store: StateStore) -> list[str]:
+        """Final pass: results.jsonl in dataset order, plus each other format asked for."""
+        paths = []
+        for fmt in dict.fromkeys(["jsonl", *self.config.formats]):
+            path = self.out_dir / f"{RESULTS}.{fmt}"
+            write_records(store.results(), path, fmt)
+            paths.append(str(path))
+        return paths
+
+
+_VOLATILE = [
+    (re.compile(r"https?://\S+"), "<url>"),
+    (re.compile(r"(?:[A-Za-z]:)?(?:/[^\s/:'\"]+)+/?"), "<path>"),
+    (re.compile(r"'[^']*'"), "'…'"),
+    (re.compile(r"\d+(?:\.\d+)?"), "N"),
+]
+
+
+def normalise_reason(reason: str) -> str:
+    """The reason with URLs, paths, quoted names and numbers blanked, so that like failures group together."""
+    for pattern, repl in _VOLATILE:
+        reason = pattern.sub(repl, reason)
+    return reason
+
+
+def group_failures(results: Iterable[dict[str, Any]], examples: int = 3) -> list[dict[str, Any]]:
+    counts: Counter[tuple[str, str]] = Counter()
+    samples: dict[tuple[str, str], list[str]] = {}
+    first: dict[tuple[str, str], str] = {}
+    for r in results:
+        err = r.get("error")
+        if not err:
+            continue
+        key = (err["stage"], normalise_reason(err["reason"]))
+        counts[key] += 1
+        first.setdefault(key, err["reason"])
+        if len(samples.setdefault(key, [])) < examples:
+            samples[key].append(str(r["id"]))
+    return [
+        {"stage": stage, "count": n, "reason": first[(stage, reason)], "pattern": reason, "examples": samples[(stage, reason)]}
+        for (stage, reason), n in counts.most_common()
+    ]
