@@ -57,7 +57,7 @@ def check_adobe_items(items: list[Item]) -> None:
     assert first.reference == "Spend your weekend with us <hyperlink>"
     assert first.metadata == {
         "date": "2020-12-12 00:47:00",
-        "likes": "1",
+        "likes": 1,
         "username": "TheBrand",
         "company": "brand co",
     }
@@ -118,7 +118,7 @@ def test_blank_lines_and_empty_cells(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("id,media,content,likes\n\n1,a.jpg,,\n,,,\n2,b.jpg,hi,5\n", encoding="utf-8")
     items = list(read_dataset(path))
-    assert [(i.id, i.reference, i.metadata["likes"]) for i in items] == [("1", None, None), ("2", "hi", "5")]
+    assert [(i.id, i.reference, i.metadata["likes"]) for i in items] == [("1", None, None), ("2", "hi", 5)]
     assert read_dataset(path).count() == 2
 
 
@@ -187,6 +187,8 @@ def test_sheet_on_a_csv_is_a_config_error(tmp_path):
 def test_jsonl_rows(tmp_path):
     path = tmp_path / "t.jsonl"
     lines = [dict(zip(ADOBE_COLUMNS, row)) for row in ROWS]
+    for line in lines:  # JSON has types: a number is written as one (text "1" would stay text)
+        line["likes"] = int(line["likes"])
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n", encoding="utf-8")
     check_adobe_items(list(read_dataset(path)))
     assert read_dataset(path).count() == 2
@@ -342,7 +344,7 @@ def test_mapping_from_overrides(tmp_path):
     )
     [item] = list(read_dataset(path, mapping))
     assert item.id == "row-1"
-    assert item.metadata == {"brand": "acme", "id": "1"}
+    assert item.metadata == {"brand": "acme", "id": 1}
     no_others = ColumnMapping(keep_other_columns=False).with_overrides(["media=image_path"])
     assert next(iter(read_dataset(path, no_others))).metadata == {}
 
@@ -391,7 +393,7 @@ def test_columns_match_case_and_whitespace_insensitively(tmp_path):
     header = [" ID ", "Media", "CONTENT", "Inferred_Company", "likes"]
     path = write_delimited(tmp_path / "t.csv", [["5", "a.jpg", "hi", "acme", "3"]], header=header)
     [item] = list(read_dataset(path))
-    assert (item.id, item.reference, item.metadata) == ("5", "hi", {"likes": "3", "company": "acme"})
+    assert (item.id, item.reference, item.metadata) == ("5", "hi", {"likes": 3, "company": "acme"})
 
 
 # ------------------------------------------------------------------------------------------ rows and items
@@ -457,3 +459,14 @@ def test_json_columns_come_from_the_first_rows_not_just_the_first(tmp_path):
     dataset = read_dataset(path)
     assert dataset.columns == ["id", "content", "media", "likes"]
     assert [len(i.media) for i in dataset] == [0, 1]
+
+
+def test_csv_metadata_numbers_become_numbers_but_codes_stay_text(tmp_path):
+    from captionkit.io.readers import read_dataset
+
+    path = tmp_path / "n.csv"
+    path.write_text("id,media,likes,ratio,zip,sku\n007,a.jpg,412,0.5,02134,1e5\n", encoding="utf-8")
+    [item] = list(read_dataset(path))
+    assert item.id == "007"
+    assert item.metadata["likes"] == 412 and item.metadata["ratio"] == 0.5
+    assert item.metadata["zip"] == "02134" and item.metadata["sku"] == "1e5"

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Protocol
 from captionkit.errors import ConfigError, DatasetError, MediaStringError
 from captionkit.io.mapping import MEDIA_ERROR_KEY, ColumnMapping, ResolvedMapping
 from captionkit.io.tweet import parse_media_cell
-from captionkit.io.values import id_text, is_missing, to_jsonable
+from captionkit.io.values import id_text, is_missing, to_jsonable, typed_text
 from captionkit.media.kinds import is_media_file, kind_from_suffix
 from captionkit.records import Item, MediaRef
 
@@ -94,7 +94,7 @@ class Dataset:
         self.columns = columns
         self.mapping = mapping
         self._reader = reader
-        self._convert = _RowConverter(mapping, base_dir=_base_dir(path))
+        self._convert = _RowConverter(mapping, base_dir=_base_dir(path), typed=getattr(reader, "untyped", False))
         self._count: int | None = None
 
     def __iter__(self) -> Iterator[Item]:
@@ -160,16 +160,17 @@ def _base_dir(path: Path) -> Path:
 class _RowConverter:
     """Builds an Item from one raw row using a resolved mapping."""
 
-    def __init__(self, mapping: ResolvedMapping, base_dir: Path) -> None:
+    def __init__(self, mapping: ResolvedMapping, base_dir: Path, typed: bool = False) -> None:
         self.mapping = mapping
         self.base_dir = base_dir
+        self.value = (lambda v: to_jsonable(typed_text(v))) if typed else to_jsonable  # numbers from text cells
 
     def __call__(self, row: Row, number: int) -> Item:
         if _is_item_shape(row):
             return self._from_item_shape(row, number)
         m = self.mapping
-        metadata = {name: to_jsonable(row.get(column)) for name, column in m.metadata.items()}
-        metadata.update((key, to_jsonable(row[key])) for key in m.other_columns(row))
+        metadata = {name: self.value(row.get(column)) for name, column in m.metadata.items()}
+        metadata.update((key, self.value(row[key])) for key in m.other_columns(row))
         return Item(
             id=_item_id(row.get(m.id) if m.id else None, number),
             metadata=metadata,
@@ -326,6 +327,7 @@ class CsvReader:
     """CSV / TSV / TXT with a header row. Encoding and delimiter are sniffed from the first 64 KiB."""
 
     takes_sheet: ClassVar[bool] = False
+    untyped: ClassVar[bool] = True  # every cell is text: metadata numbers are recovered by typed_text
     fixed_mapping: ClassVar[ColumnMapping | None] = None
 
     def __init__(self, path: Path, *, sheet: str | None = None) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import decimal
 import math
+import re
 from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
@@ -87,3 +88,21 @@ def id_text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()
+
+
+_INT = re.compile(r"-?(?:0|[1-9][0-9]{0,17})")
+_FLOAT = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")
+
+
+def typed_text(value: Any) -> Any:
+    """A text cell that spells a plain number as that number (``"412"`` -> 412, ``"0.5"`` -> 0.5).
+
+    CSV has no types, but metadata such as likes or prices is used as a number downstream. Text with
+    leading zeros (``"007"``, zip codes), signs, spaces or exponents stays text, so nothing is mangled.
+    """
+    if isinstance(value, str):
+        if _INT.fullmatch(value):
+            return int(value)
+        if _FLOAT.fullmatch(value):
+            return float(value)
+    return value

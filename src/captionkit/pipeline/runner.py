@@ -15,6 +15,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterable
+from itertools import islice
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -29,6 +30,7 @@ from captionkit.progress import ItemProgress
 from captionkit.records import Item
 
 RESULTS = "results"
+PREVIEW = 20  # items shown in summary.md
 STATE = "state.sqlite"
 
 
@@ -42,6 +44,7 @@ class RunSummary:
     failed: int = 0  # failed for good or for now, over all runs
     seconds: float = 0.0
     failures: list[dict[str, Any]] = field(default_factory=list)  # grouped: stage, reason, count, examples
+    preview: list[dict[str, str]] = field(default_factory=list)  # the first items, one line each
     outputs: list[str] = field(default_factory=list)
 
     @property
@@ -60,6 +63,9 @@ class RunSummary:
             f"- this run: {self.processed} processed, {self.skipped} already finished, "
             f"{self.seconds:.1f} s ({self.items_per_s:.2f} items/s)",
         ]
+        if self.preview:
+            lines += ["", f"## First {len(self.preview)} items", "", "| id | result |", "|---|---|"]
+            lines += [f"| {p['id']} | {p['brief'].replace('|', '/')} |" for p in self.preview]
         if self.failures:
             lines += ["", "## Failures by reason", "", "| stage | count | reason | example items |", "|---|---|---|---|"]
             for f in self.failures:
@@ -105,6 +111,7 @@ class Runner:
             summary.done = store.count("done")
             summary.failed = store.count("failed")
             summary.failures = group_failures(store.results())
+            summary.preview = [{"id": str(r["id"]), "brief": brief(r)} for r in islice(store.results(), PREVIEW)]
             summary.seconds = time.perf_counter() - start
             (self.out_dir / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
             (self.out_dir / "summary.md").write_text(summary.to_markdown(), encoding="utf-8")
@@ -147,6 +154,20 @@ class Runner:
             write_records(store.results(), path, fmt)
             paths.append(str(path))
         return paths
+
+
+def brief(result: dict[str, Any]) -> str:
+    """One line saying what became of an item, for people skimming a summary."""
+    if err := result.get("error"):
+        return f"FAILED in {err['stage']}: {err['reason']}"
+    parts = []
+    for facts in result.get("outputs", {}).get("facts") or []:
+        size = f"{facts['width']}x{facts['height']} {facts['orientation']}"
+        if facts.get("duration"):
+            size += f", {facts['duration']:.1f} s" + (" with sound" if facts.get("has_audio") else "")
+        colours = "/".join(c["name"] for c in facts.get("dominant_colours", []))
+        parts.append(f"{facts['kind']} {size}" + (f", mostly {colours}" if colours else ""))
+    return "; ".join(parts) or "done"
 
 
 _VOLATILE = [
