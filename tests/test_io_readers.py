@@ -174,7 +174,7 @@ def test_xlsx_first_sheet_and_named_sheet(tmp_path):
 
     [gif] = list(read_dataset(path, sheet="extra"))
     assert (gif.id, gif.media[0].kind) == ("7", "gif")
-    with pytest.raises(DatasetError, match="no sheet 'nope'.*sheets are: tweets, extra"):
+    with pytest.raises(DatasetError, match=r"no sheet 'nope'.*sheets are: tweets, extra"):
         read_dataset(path, sheet="nope")
 
 
@@ -358,7 +358,7 @@ def test_bad_override_syntax_names_the_flag(flag):
 def test_bad_yaml_keys(tmp_path):
     config = tmp_path / "map.yaml"
     config.write_text("medai: x\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="unknown mapping key.*medai"):
+    with pytest.raises(ConfigError, match=r"unknown mapping key.*medai"):
         ColumnMapping.from_yaml(config)
 
 

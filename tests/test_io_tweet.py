@@ -23,30 +23,30 @@ from captionkit.records import VideoVariant as KitVariant
 class Photo:
     previewUrl: str
     fullUrl: str
-    altText: Optional[str] = None  # noqa: UP045 - mirrors snscrape
+    altText: Optional[str] = None
 
 
 @dataclasses.dataclass
 class VideoVariant:
     contentType: str
     url: str
-    bitrate: Optional[int]  # noqa: UP045
+    bitrate: Optional[int]
 
 
 @dataclasses.dataclass
 class Video:
     thumbnailUrl: str
     variants: list
-    duration: Optional[float] = None  # noqa: UP045
-    views: Optional[int] = None  # noqa: UP045
-    altText: Optional[str] = None  # noqa: UP045
+    duration: Optional[float] = None
+    views: Optional[int] = None
+    altText: Optional[str] = None
 
 
 @dataclasses.dataclass
 class Gif:
     thumbnailUrl: str
     variants: list
-    altText: Optional[str] = None  # noqa: UP045
+    altText: Optional[str] = None
 
 
 PHOTO = (

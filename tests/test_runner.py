@@ -7,7 +7,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from captionkit import api
 from captionkit.config import RunConfig
 from captionkit.errors import ConfigError
 from captionkit.pipeline.runner import group_failures, normalise_reason
-
 from conftest import CLI, write_csv
 
 

@@ -63,7 +63,7 @@ def clean(
     from rich.console import Console
     from rich.table import Table
 
-    from captionkit.clean import CleanOptions, Cleaner
+    from captionkit.clean import Cleaner, CleanOptions
     from captionkit.cli.common import split_csv
     from captionkit.io.writers import write_records
     from captionkit.progress import ItemProgress

@@ -12,8 +12,19 @@ from rich.table import Table
 from captionkit import api
 from captionkit.cli import app
 from captionkit.cli.common import (
-    ConfigOpt, EveryOpt, FramesOpt, MapOpt, MaxMbOpt, PolicyOpt, RetriesOpt, SceneOpt, SheetOpt, TimeoutOpt,
-    build_config, emit, split_csv,
+    ConfigOpt,
+    EveryOpt,
+    FramesOpt,
+    MapOpt,
+    MaxMbOpt,
+    PolicyOpt,
+    RetriesOpt,
+    SceneOpt,
+    SheetOpt,
+    TimeoutOpt,
+    build_config,
+    emit,
+    split_csv,
 )
 from captionkit.pipeline.runner import RunSummary
 

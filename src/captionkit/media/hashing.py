@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,7 @@ class NearDuplicateIndex:
         self.threshold = threshold
         n = threshold + 1
         edges = [round(i * bits / n) for i in range(n + 1)]
-        self.bands = [(lo, hi) for lo, hi in zip(edges, edges[1:])]
+        self.bands = list(pairwise(edges))
         self.tables: list[dict[int, list[tuple[int, str]]]] = [{} for _ in self.bands]
 
     def _keys(self, h: int) -> list[int]:

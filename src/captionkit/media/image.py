@@ -284,7 +284,7 @@ def _pillow_open(fp: BinaryIO, name: str, fmt: str, limits: ImageLimits) -> Imag
         ) from None
     except CaptionkitError:
         raise
-    except Exception as exc:  # noqa: BLE001 - see _corrupt_on_error
+    except Exception as exc:
         raise MediaError(f"truncated or corrupt image: {name}: {_one_line(exc)}") from None
 
 
@@ -297,7 +297,7 @@ def _corrupt_on_error(name: str, where: str = "") -> Iterator[None]:
         yield
     except CaptionkitError:
         raise
-    except Exception as exc:  # noqa: BLE001 - see docstring
+    except Exception as exc:
         raise MediaError(f"truncated or corrupt image: {name}: {where}{_one_line(exc)}") from None
 
 

@@ -15,8 +15,8 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterable
-from itertools import islice
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, TextIO
 

@@ -6,8 +6,9 @@ model stages can batch, but every item succeeds or fails on its own: one excepti
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from captionkit.errors import ConfigError
 from captionkit.records import Item
