@@ -209,11 +209,13 @@ def test_jsonl_in_captionkit_item_shape_round_trips(tmp_path):
     assert list(read_dataset(path)) == items
 
 
-def test_jsonl_bad_line_names_the_line(tmp_path):
+def test_jsonl_bad_line_becomes_a_failed_item_naming_the_line(tmp_path):
     path = tmp_path / "t.jsonl"
-    path.write_text('{"id": 1, "media": "a.jpg"}\n{"id": 2, "media": \n', encoding="utf-8")
-    with pytest.raises(DatasetError, match="line 2"):
-        list(read_dataset(path))
+    path.write_text('{"id": 1, "media": "a.jpg"}\n{"id": 2, "media": \n{"id": 3, "media": "b.jpg"}\n', encoding="utf-8")
+    first, broken, third = read_dataset(path)
+    assert (first.id, third.id) == ("1", "3")
+    assert broken.id == "row-2" and broken.media == []
+    assert "line 2" in broken.read_error and "not valid JSON" in broken.read_error
 
 
 def test_json_list_is_streamed_element_by_element(tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ import pytest
 from captionkit import api
 from captionkit.config import RunConfig
 from captionkit.errors import ConfigError
+from captionkit.media.fetch import FetchPolicy
 from captionkit.pipeline.runner import group_failures, normalise_reason
 from conftest import CLI, write_csv
 
@@ -138,3 +139,55 @@ def read_jsonl_lenient(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             pass  # a line cut by the kill
     return out
+
+
+def test_a_broken_jsonl_line_or_media_cell_fails_that_row_only(tmp_path, media_dir):
+    path = tmp_path / "d.jsonl"
+    path.write_text(
+        json.dumps({"id": "ok", "media": str(media_dir / "red.jpg")}) + "\n"
+        + '{"id": "cut", "media": "x.jpg"\n'
+        + json.dumps({"id": "bad-cell", "media": "[Photo(fullUrl='a.jpg'"}) + "\n"
+        + json.dumps({"id": "ok2", "media": str(media_dir / "blue.png")}) + "\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    summary = api.run(path, out, RunConfig())
+    rows = {r["id"]: r for r in read_jsonl(out / "results.jsonl")}
+    assert summary.done == 2 and summary.failed == 2
+    assert list(rows) == ["ok", "row-2", "bad-cell", "ok2"]
+    assert rows["row-2"]["error"]["stage"] == "read" and "line 2" in rows["row-2"]["error"]["reason"]
+    assert rows["bad-cell"]["error"]["stage"] == "read" and "media column" in rows["bad-cell"]["error"]["reason"]
+
+
+@pytest.fixture
+def media_server(media_dir):
+    """A real HTTP server on 127.0.0.1 serving the test media (404 for anything else)."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(media_dir)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_url_rows_download_once_and_a_404_fails_only_its_row(tmp_path, media_server, monkeypatch):
+    monkeypatch.setenv("CAPTIONKIT_CACHE_DIR", str(tmp_path / "cache"))
+    photo = f"[Photo(previewUrl='{media_server}/red.jpg', fullUrl='{media_server}/red.jpg')]"
+    video = (f"[Video(thumbnailUrl=None, variants=[VideoVariant(contentType='video/mp4', "
+             f"url='{media_server}/clip.mp4', bitrate=1)], duration=1.5)]")
+    rows = [{"id": "p", "media": photo}, {"id": "v", "media": video}, {"id": "gone", "media": f"{media_server}/nope.jpg"}]
+    data = write_csv(tmp_path / "urls.csv", rows)
+    summary = api.run(data, tmp_path / "out", RunConfig(fetch=FetchPolicy(retries=0)))
+    out = {r["id"]: r for r in read_jsonl(tmp_path / "out" / "results.jsonl")}
+    assert (summary.done, summary.failed) == (2, 1)
+    assert out["v"]["outputs"]["facts"][0]["has_audio"] is True
+    assert "HTTP 404" in out["gone"]["error"]["reason"] and "nope.jpg" in out["gone"]["error"]["reason"]
+    assert len(list((tmp_path / "cache").rglob("*.json"))) == 2  # both downloads cached by URL

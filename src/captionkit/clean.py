@@ -82,8 +82,8 @@ class NoMedia:
         pass
 
     def __call__(self, row: Row) -> str | None:
-        if row.item.metadata.get("_media_error"):
-            return f"malformed media cell: {row.item.metadata['_media_error']}"
+        if problem := row.item.read_error:
+            return problem
         return None if row.item.media else "row has no media"
 
 

@@ -12,6 +12,11 @@ from typing import Any, Literal
 MediaKind = Literal["photo", "video", "gif", "image"]
 MEDIA_KINDS: tuple[str, ...] = ("photo", "video", "gif", "image")
 
+# Readers never stop on one bad row: they yield the item with the problem under one of these metadata keys,
+# and the pipeline fails that item (stage "read") with the reason.
+ROW_ERROR_KEY = "_row_error"  # the row itself could not be decoded (e.g. a broken JSONL line)
+MEDIA_ERROR_KEY = "_media_error"  # the media cell could not be parsed
+
 
 @dataclass
 class VideoVariant:
@@ -60,6 +65,15 @@ class Item:
     metadata: dict[str, Any] = field(default_factory=dict)
     media: list[MediaRef] = field(default_factory=list)
     reference: str | None = None  # the dataset's own text for the item (e.g. the tweet), if any
+
+    @property
+    def read_error(self) -> str | None:
+        """Why the reader could not make a usable item of this row, if it could not."""
+        if problem := self.metadata.get(ROW_ERROR_KEY):
+            return str(problem)
+        if problem := self.metadata.get(MEDIA_ERROR_KEY):
+            return f"media column: {problem}"
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from captionkit.errors import ConfigError, DatasetError
+from captionkit.records import MEDIA_ERROR_KEY, ROW_ERROR_KEY  # noqa: F401  (re-exported for readers)
 
 # Item field -> column, for the fields that are not metadata.
 CORE_FIELDS: tuple[str, ...] = ("id", "media", "reference")
@@ -24,7 +25,6 @@ DEFAULT_METADATA: dict[str, str] = {
     "username": "username",
     "company": "inferred company",
 }
-MEDIA_ERROR_KEY = "_media_error"  # metadata key under which a reader reports an unparseable media cell
 _MAP_HELP = "expected FIELD=COLUMN where FIELD is id, media, reference or metadata.NAME"
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from captionkit.errors import ConfigError, DatasetError, MediaStringError
-from captionkit.io.mapping import MEDIA_ERROR_KEY, ColumnMapping, ResolvedMapping
+from captionkit.io.mapping import MEDIA_ERROR_KEY, ROW_ERROR_KEY, ColumnMapping, ResolvedMapping
 from captionkit.io.tweet import parse_media_cell
 from captionkit.io.values import id_text, is_missing, to_jsonable, typed_text
 from captionkit.media.kinds import is_media_file, kind_from_suffix
@@ -166,6 +166,8 @@ class _RowConverter:
         self.value = (lambda v: to_jsonable(typed_text(v))) if typed else to_jsonable  # numbers from text cells
 
     def __call__(self, row: Row, number: int) -> Item:
+        if ROW_ERROR_KEY in row:
+            return Item(id=_item_id(None, number), metadata={ROW_ERROR_KEY: row[ROW_ERROR_KEY]})
         if _is_item_shape(row):
             return self._from_item_shape(row, number)
         m = self.mapping
@@ -458,7 +460,10 @@ class JsonlReader:
         with open(self.path, encoding="utf-8-sig", errors="replace") as handle:
             for line_number, line in enumerate(handle, start=1):
                 if line.strip():
-                    yield self._decode(line, line_number)
+                    try:
+                        yield self._decode(line, line_number)
+                    except DatasetError as exc:  # one broken line fails one item, not the read
+                        yield {ROW_ERROR_KEY: str(exc)}
 
     def _decode(self, line: str, line_number: int) -> Row:
         try:
@@ -509,7 +514,7 @@ def _leading_keys(rows: Iterator[Row], sample: int = 100) -> list[str]:
     keys: dict[str, None] = {}
     try:
         for row in itertools.islice(rows, sample):
-            keys.update(dict.fromkeys(row))
+            keys.update(dict.fromkeys(k for k in row if k != ROW_ERROR_KEY))
     finally:
         getattr(rows, "close", lambda: None)()  # closes the file now rather than at garbage collection
     return list(keys)

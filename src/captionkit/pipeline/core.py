@@ -42,7 +42,7 @@ class Pipeline:
     def process(self, items: Sequence[Item], attempts: Sequence[int] | None = None) -> list[ItemResult]:
         self.setup()
         works = [Work(item) for item in items]
-        errors: dict[int, StageError] = {}
+        errors = {i: StageError("read", problem, "DatasetError") for i, item in enumerate(items) if (problem := item.read_error)}
         for stage in self.stages:
             live = [i for i in range(len(works)) if i not in errors]
             for chunk in _chunks(live, max(1, stage.batch_size)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from captionkit.config import RunConfig
-from captionkit.errors import DatasetError, MediaError
+from captionkit.errors import MediaError
 from captionkit.media.fetch import MediaCache, resolve_media
 from captionkit.media.loader import load_media
 from captionkit.pipeline.stage import ItemStage, Work, register_stage
@@ -26,8 +26,6 @@ class MediaStage(ItemStage):
 
     def process_one(self, work: Work) -> list[dict[str, Any]]:
         item = work.item
-        if problem := item.metadata.get("_media_error"):
-            raise DatasetError(f"media column of row {item.id!r}: {problem}")
         if not item.media:
             raise MediaError(f"row {item.id!r} has no media")
         loaded, out = [], []
