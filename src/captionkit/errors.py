@@ -29,3 +29,7 @@ class MediaError(CaptionkitError):
 
 class FetchError(MediaError):
     """A media URL cannot be downloaded (HTTP error, timeout, oversize, wrong content type)."""
+
+
+class ModelUnavailableError(ConfigError):
+    """A model cannot be fetched: not cached locally and the hub is unreachable (or refuses access)."""
