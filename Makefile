@@ -4,8 +4,10 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# PyTorch: the CPU wheel pinned by version (a bare `torch` would pull a multi-GB CUDA build). See DEVELOPERS.md.
+TORCH  ?= torch==2.13.0
 # Debian packages the tests and examples use (installed with apt-get when root).
-APT_PACKAGES :=
+APT_PACKAGES := tesseract-ocr tesseract-ocr-eng
 
 .PHONY: help setup run test lint clean-outputs distclean
 
@@ -20,7 +22,8 @@ $(BIN)/python:
 
 # Reinstall when the dependency list changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	@echo "==> installing captionkit (editable) with its dev/test extras into $(VENV)"
+	@echo "==> installing $(TORCH) (CPU build), then captionkit (editable) with all extras into $(VENV)"
+	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@
 

@@ -7,11 +7,12 @@ from captionkit.config import RunConfig
 
 
 def test_top_level_api(media_dir, posts_csv, tmp_path):
-    [good, bad] = captionkit.describe([media_dir / "clip.mp4", media_dir / "empty.png"])
+    base = RunConfig(stages=["media", "facts"])
+    [good, bad] = captionkit.describe([media_dir / "clip.mp4", media_dir / "empty.png"], base)
     assert good["error"] is None and good["facts"]["has_audio"] is True
     assert "empty.png" in bad["error"] and bad["error_stage"] == "media"
     assert len(captionkit.read_dataset(posts_csv)) == 5
-    summary = captionkit.run(posts_csv, out=tmp_path / "o", config=captionkit.RunConfig(formats=["parquet"]))
+    summary = captionkit.run(posts_csv, out=tmp_path / "o", config=captionkit.RunConfig(stages=["media", "facts"], formats=["parquet"]))
     assert (summary.done, summary.failed) == (3, 2)
     assert captionkit.RunConfig is RunConfig
 

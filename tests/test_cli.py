@@ -44,7 +44,8 @@ def test_inspect_names_a_missing_column_and_lists_the_others(posts_csv):
 
 
 def test_describe_reports_each_input_and_fails_only_the_bad_one(media_dir):
-    res = run_cli("describe", str(media_dir / "red.jpg"), str(media_dir / "broken.jpg"), str(media_dir / "clip.mp4"))
+    res = run_cli("describe", str(media_dir / "red.jpg"), str(media_dir / "broken.jpg"), str(media_dir / "clip.mp4"),
+                  "--stages", "media,facts")
     assert res.returncode == 1
     lines = [json.loads(line) for line in res.stdout.splitlines()]
     assert [line["input"].rsplit("/", 1)[-1] for line in lines] == ["red.jpg", "broken.jpg", "clip.mp4"]
@@ -54,19 +55,19 @@ def test_describe_reports_each_input_and_fails_only_the_bad_one(media_dir):
 
 
 def test_describe_all_good_exits_zero(media_dir):
-    res = run_cli("describe", str(media_dir / "loop.gif"), "--frames", "3", "--format", "json")
+    res = run_cli("describe", str(media_dir / "loop.gif"), "--frames", "3", "--format", "json", "--stages", "media,facts")
     assert res.returncode == 0, res.stderr
     [rec] = json.loads(res.stdout)
-    assert len(rec["media"]["frame_times"]) == 3
+    assert len(rec["details"]["media"]["frame_times"]) == 3
 
 
 def test_run_writes_results_and_summary(posts_csv, tmp_path):
     out = tmp_path / "out"
-    res = run_cli("run", str(posts_csv), "--out", str(out), "--formats", "csv,parquet", "--no-progress")
+    res = run_cli("run", str(posts_csv), "--out", str(out), "--formats", "csv,parquet", "--no-progress", "--stages", "media,facts")
     assert res.returncode == 0, res.stderr
     assert "3 done, 2 failed" in res.stderr
     assert (out / "results.csv").exists() and (out / "results.parquet").exists()
-    again = run_cli("run", str(posts_csv), "--out", str(out), "--formats", "csv,parquet", "--no-progress")
+    again = run_cli("run", str(posts_csv), "--out", str(out), "--formats", "csv,parquet", "--no-progress", "--stages", "media,facts")
     assert "3 already finished" in again.stderr
 
 
@@ -75,7 +76,7 @@ def test_run_with_yaml_config_and_mapping(tmp_path, media_dir):
     cfg = tmp_path / "run.yaml"
     cfg.write_text("map:\n  id: tweet_id\n  media: image\n  reference: text\nframes:\n  n: 2\nformats: [csv]\n")
     out = tmp_path / "out"
-    res = run_cli("run", str(data), "--out", str(out), "--config", str(cfg), "--no-progress")
+    res = run_cli("run", str(data), "--out", str(out), "--config", str(cfg), "--no-progress", "--stages", "media,facts")
     assert res.returncode == 0, res.stderr
     [row] = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert row["id"] == "t1" and row["item"]["reference"] == "hi" and row["ok"]

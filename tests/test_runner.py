@@ -19,6 +19,9 @@ from captionkit.media.fetch import FetchPolicy
 from captionkit.pipeline.runner import group_failures, normalise_reason
 from conftest import CLI, write_csv
 
+# These tests are about the runner: the model-free stages keep them fast and focused.
+BASE = ["media", "facts"]
+
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -26,7 +29,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def test_run_records_each_item_and_its_error(posts_csv, tmp_path):
     out = tmp_path / "out"
-    summary = api.run(posts_csv, out, RunConfig(formats=["csv", "parquet", "xlsx"]))
+    summary = api.run(posts_csv, out, RunConfig(stages=BASE, formats=["csv", "parquet", "xlsx"]))
     rows = {r["id"]: r for r in read_jsonl(out / "results.jsonl")}
     assert list(rows) == ["a", "b", "c", "d", "e"]  # dataset order
     assert summary.done == 3 and summary.failed == 2
@@ -46,7 +49,7 @@ def test_run_records_each_item_and_its_error(posts_csv, tmp_path):
 
 def test_rerun_skips_done_and_retries_failed_until_the_limit(posts_csv, tmp_path, media_dir):
     out = tmp_path / "out"
-    cfg = RunConfig(max_attempts=3)
+    cfg = RunConfig(stages=BASE, max_attempts=3)
     first = api.run(posts_csv, out, cfg)
     assert (first.processed, first.skipped) == (5, 0)
     second = api.run(posts_csv, out, cfg)
@@ -65,18 +68,18 @@ def test_rerun_skips_done_and_retries_failed_until_the_limit(posts_csv, tmp_path
 
 def test_a_half_written_line_is_repaired_on_resume(posts_csv, tmp_path):
     out = tmp_path / "out"
-    api.run(posts_csv, out, RunConfig(max_attempts=1))
+    api.run(posts_csv, out, RunConfig(stages=BASE, max_attempts=1))
     with (out / "results.jsonl").open("a") as f:
         f.write('{"id": "a", "ok": tr')  # what a kill in the middle of a write leaves
-    api.run(posts_csv, out, RunConfig(max_attempts=1))
+    api.run(posts_csv, out, RunConfig(stages=BASE, max_attempts=1))
     ids = [r["id"] for r in read_jsonl(out / "results.jsonl")]
     assert ids == ["a", "b", "c", "d", "e"]
 
 
 def test_resuming_with_other_settings_is_refused(posts_csv, tmp_path):
     out = tmp_path / "out"
-    api.run(posts_csv, out, RunConfig())
-    other = RunConfig.from_dict({"frames": {"n": 3}})
+    api.run(posts_csv, out, RunConfig(stages=BASE))
+    other = RunConfig.from_dict({"frames": {"n": 3}, "stages": BASE})
     with pytest.raises(ConfigError, match="--restart"):
         api.run(posts_csv, out, other)
     summary = api.run(posts_csv, out, other, restart=True)
@@ -100,7 +103,7 @@ def test_kill_9_mid_run_then_resume_gives_each_item_exactly_once(tmp_path, media
     rows = [{"id": f"i{k:05d}", "media": str(media_dir / ("red.jpg" if k % 2 else "blue.png")), "content": "x"} for k in range(n)]
     data = write_csv(tmp_path / "many.csv", rows)
     out = tmp_path / "out"
-    args = [*CLI, "run", str(data), "--out", str(out), "--no-progress"]
+    args = [*CLI, "run", str(data), "--out", str(out), "--no-progress", "--stages", "media,facts"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     db = out / "state.sqlite"
     deadline = time.time() + 120
@@ -151,7 +154,7 @@ def test_a_broken_jsonl_line_or_media_cell_fails_that_row_only(tmp_path, media_d
         encoding="utf-8",
     )
     out = tmp_path / "out"
-    summary = api.run(path, out, RunConfig())
+    summary = api.run(path, out, RunConfig(stages=BASE))
     rows = {r["id"]: r for r in read_jsonl(out / "results.jsonl")}
     assert summary.done == 2 and summary.failed == 2
     assert list(rows) == ["ok", "row-2", "bad-cell", "ok2"]
@@ -185,7 +188,7 @@ def test_url_rows_download_once_and_a_404_fails_only_its_row(tmp_path, media_ser
              f"url='{media_server}/clip.mp4', bitrate=1)], duration=1.5)]")
     rows = [{"id": "p", "media": photo}, {"id": "v", "media": video}, {"id": "gone", "media": f"{media_server}/nope.jpg"}]
     data = write_csv(tmp_path / "urls.csv", rows)
-    summary = api.run(data, tmp_path / "out", RunConfig(fetch=FetchPolicy(retries=0)))
+    summary = api.run(data, tmp_path / "out", RunConfig(stages=BASE, fetch=FetchPolicy(retries=0)))
     out = {r["id"]: r for r in read_jsonl(tmp_path / "out" / "results.jsonl")}
     assert (summary.done, summary.failed) == (2, 1)
     assert out["v"]["outputs"]["facts"][0]["has_audio"] is True

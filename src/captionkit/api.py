@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from captionkit.config import RunConfig
+from captionkit.errors import CaptionkitError
 from captionkit.io.readers import Dataset, read_dataset
 from captionkit.media.kinds import kind_from_suffix
 from captionkit.pipeline.core import Pipeline
 from captionkit.pipeline.runner import Runner, RunSummary
 from captionkit.records import Item, ItemResult, MediaRef
+from captionkit.stages.media import load_item_media
 
 _PIPELINES: dict[str, Pipeline] = {}
 
@@ -44,14 +46,60 @@ def describe(media: str | Path | Sequence[str | Path], config: RunConfig | None 
 
 
 def describe_record(result: ItemResult) -> dict[str, Any]:
-    """Flatten a one-media result into what ``captionkit describe`` prints."""
-    rec: dict[str, Any] = {"input": result.id}
-    for stage, out in result.outputs.items():
-        rec[stage] = out[0] if isinstance(out, list) and len(out) == 1 else out
+    """Flatten a one-media result into what ``captionkit describe`` prints: the headline fields
+    (caption, ocr_text, transcript, facts, models), then each stage's full output under ``details``."""
+    outs = {stage: out[0] if isinstance(out, list) and len(out) == 1 else out for stage, out in result.outputs.items()}
+
+    def field(stage: str, key: str) -> Any:
+        out = outs.get(stage)
+        return out.get(key) if isinstance(out, dict) else None
+
+    rec: dict[str, Any] = {
+        "input": result.id,
+        "kind": field("facts", "kind"),
+        "caption": field("caption", "caption"),
+        "ocr_text": field("ocr", "text"),
+        "transcript": field("transcribe", "text"),
+        "language": field("transcribe", "language"),
+        "models": {k: v for k, v in (("caption", field("caption", "model")), ("ocr", field("ocr", "engine")),
+                                     ("speech", field("transcribe", "model"))) if v},
+        "facts": outs.get("facts"),
+        "details": {k: v for k, v in outs.items() if k != "facts"},
+    }
     rec["timings"] = {k: round(v, 4) for k, v in result.timings.items()}
     rec["error"] = result.error.reason if result.error else None
     if result.error:
         rec["error_stage"] = result.error.stage
+    return rec
+
+
+def ask(media: str | Path, question: str, config: RunConfig | None = None) -> dict[str, Any]:
+    """Answer ``question`` about one image, GIF or video with a model that takes questions.
+
+    Without ``--captioner`` this uses the catalogue's small chat VLM (smolvlm); a video's sampled frames go
+    into one prompt when the model takes several images, otherwise each frame is asked in turn.
+    """
+    from captionkit.captioners.base import load_captioner
+
+    config = config or RunConfig()
+    settings = config.caption
+    model = settings.model or "smolvlm"
+    rec: dict[str, Any] = {"input": str(media), "question": question, "answer": None, "model": model, "error": None}
+    try:
+        [media_file] = load_item_media(item_for_media(media), config)
+    except CaptionkitError as exc:  # like describe: a bad input is reported, not raised
+        rec["error"] = str(exc)
+        return rec
+    captioner = load_captioner(model, settings.model_options)
+    frames = media_file.frames
+    if len(frames) > 1 and captioner.max_images_per_prompt > 1:
+        images = [f.image for f in frames][: captioner.max_images_per_prompt]
+        rec["answer"] = captioner.caption_frames(images, question, settings.generation)
+    else:
+        answers = captioner.ask([f.image for f in frames], question, settings.generation)
+        rec["answer"] = answers[0] if len(answers) == 1 else " ".join(
+            f"[{f.time:.1f}s] {a}" for f, a in zip(frames, answers))
+    rec["model"] = captioner.model_id
     return rec
 
 
@@ -78,4 +126,4 @@ def _count(ds: Dataset) -> int | None:
         return None
 
 
-__all__ = ["RunConfig", "describe", "read_dataset", "run"]
+__all__ = ["RunConfig", "ask", "describe", "read_dataset", "run"]

@@ -19,6 +19,7 @@ from captionkit.media.fetch import FetchPolicy, MediaCache, resolve_media
 from captionkit.media.hashing import NearDuplicateIndex, file_sha256, phash
 from captionkit.media.loader import load_media
 from captionkit.media.types import FramePolicy, ImageLimits, LoadedMedia
+from captionkit.models.settings import OCRSettings
 from captionkit.records import Item
 
 
@@ -26,6 +27,9 @@ from captionkit.records import Item
 class CleanOptions:
     min_side: int = 64  # images whose shorter side is below this many pixels are too small
     near_threshold: int = 6  # pHash bits (of 64) within which two images count as near duplicates
+    max_text_chars: int = 10  # overlay_text: more OCR characters than this is heavy text (as a seed project did)
+    max_text_area: float = 0.15  # overlay_text: or text boxes covering more than this share of the picture
+    ocr: OCRSettings = field(default_factory=OCRSettings)
     fetch: FetchPolicy = field(default_factory=FetchPolicy)
     limits: ImageLimits = field(default_factory=ImageLimits)
 
@@ -227,3 +231,7 @@ def clean(items: Iterable[Item], checks: Iterable[str] | None = None,
         if verdict is None:
             kept.append(item)
     return kept, report
+
+
+# Checks that live with their own module register themselves on import (they load nothing until used).
+from captionkit.ocr import clean_check as _ocr_clean_check  # noqa: E402,F401  (registers "overlay_text")

@@ -19,8 +19,14 @@ from captionkit.errors import ConfigError
 from captionkit.io.mapping import ColumnMapping
 from captionkit.media.fetch import FetchPolicy
 from captionkit.media.types import FramePolicy, ImageLimits
+from captionkit.models.settings import CaptionSettings, OCRSettings, SpeechSettings
 
-DEFAULT_STAGES = ("media", "facts")
+DEFAULT_STAGES = ("media", "facts", "caption", "ocr", "transcribe")
+# YAML sections that map onto a settings record each.
+SECTIONS: dict[str, type] = {
+    "frames": FramePolicy, "fetch": FetchPolicy, "limits": ImageLimits,
+    "caption": CaptionSettings, "ocr": OCRSettings, "speech": SpeechSettings,
+}
 
 
 @dataclass
@@ -30,6 +36,9 @@ class RunConfig:
     fetch: FetchPolicy = field(default_factory=FetchPolicy)
     limits: ImageLimits = field(default_factory=ImageLimits)
     mapping: ColumnMapping = field(default_factory=ColumnMapping)
+    caption: CaptionSettings = field(default_factory=CaptionSettings)
+    ocr: OCRSettings = field(default_factory=OCRSettings)
+    speech: SpeechSettings = field(default_factory=SpeechSettings)
     formats: list[str] = field(default_factory=lambda: ["jsonl"])
     max_attempts: int = 3  # an item that failed this many times is final and not retried on rerun
 
@@ -44,7 +53,7 @@ class RunConfig:
         data = dict(data or {})
         _reject_unknown(data, {f.name for f in dataclasses.fields(cls)} | {"map"}, source)
         kwargs: dict[str, Any] = {}
-        for key, sub in (("frames", FramePolicy), ("fetch", FetchPolicy), ("limits", ImageLimits)):
+        for key, sub in SECTIONS.items():
             if key in data:
                 kwargs[key] = _build(sub, data.pop(key), f"{source}: {key}")
         mapping = data.pop("map", None) or data.pop("mapping", None)
@@ -82,7 +91,7 @@ class RunConfig:
     def fingerprint(self) -> str:
         """Hash of what changes the outputs: a resumed run must use the same stages, frames and mapping."""
         d = self.to_dict()
-        relevant = {k: d[k] for k in ("stages", "frames", "limits", "mapping")}
+        relevant = {k: d[k] for k in ("stages", "frames", "limits", "mapping", "caption", "ocr", "speech")}
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -1,8 +1,15 @@
-"""Options shared by several commands, and turning them into a :class:`RunConfig`."""
+"""Options shared by several commands, declared once, and turning them into a :class:`RunConfig`.
+
+Commands take groups of options with ``@options(FRAMES, FETCH, ...)``: the decorator adds the group's
+parameters to the command's signature (typer reads signatures) and hands their values to the command
+as one ``opts`` dict, so ``describe``, ``run`` and later commands share flags without repeating them.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -13,59 +20,122 @@ import typer
 from captionkit.config import RunConfig
 from captionkit.errors import ConfigError
 
-# Typer options are declared once here and reused, so the same flag means the same thing everywhere.
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML file whose keys mirror these flags (flags win).")
 MapOpt = typer.Option(
     None, "--map", "-m", metavar="FIELD=COLUMN",
     help="Map a dataset column to an item field: id, media, reference or metadata.NAME. Repeatable.",
 )
 SheetOpt = typer.Option(None, "--sheet", help="Sheet of an .xlsx file (default: the first).")
-FramesOpt = typer.Option(None, "--frames", min=1, help="Frames to sample from a video or GIF (uniform policy). [default: 8]")
-PolicyOpt = typer.Option(None, "--frame-policy", help="uniform (N frames by seeking), interval (every --every s) or scene (keyframes at scene changes). [default: uniform]")
-EveryOpt = typer.Option(None, "--every", min=0.01, help="Seconds between frames for --frame-policy interval. [default: 2]")
-SceneOpt = typer.Option(None, "--scene-threshold", min=0.0, max=2.0, help="Histogram distance that counts as a scene change. [default: 0.35]")
-TimeoutOpt = typer.Option(None, "--timeout", min=0.1, help="Seconds per download attempt. [default: 20]")
-RetriesOpt = typer.Option(None, "--retries", min=0, help="Extra download attempts after timeouts and 5xx. [default: 3]")
-MaxMbOpt = typer.Option(None, "--max-download-mb", min=0.001, help="Refuse downloads larger than this. [default: 200]")
 
 
-def build_config(
-    config: Optional[Path] = None,
-    *,
-    maps: Optional[list[str]] = None,
-    frames: Optional[int] = None,
-    frame_policy: Optional[str] = None,
-    every: Optional[float] = None,
-    scene_threshold: Optional[float] = None,
-    timeout: Optional[float] = None,
-    retries: Optional[int] = None,
-    max_download_mb: Optional[float] = None,
-    **top: Any,
-) -> RunConfig:
-    """The YAML config (or defaults) with the command-line flags laid over it."""
+def _opt(*flags: str, help: str, **kw: Any) -> Any:
+    return typer.Option(None, *flags, help=help, **kw)
+
+
+# name -> (annotation, typer option). Defaults live in the config records, so every option defaults to None
+# ("not given") and only given flags override the YAML config.
+FRAMES = {
+    "frames": (Optional[int], _opt("--frames", min=1, help="Frames to sample from a video or GIF (uniform policy). [default: 8]")),
+    "frame_policy": (Optional[str], _opt("--frame-policy", help="uniform (N frames by seeking), interval (every --every s) or scene (keyframes at scene changes). [default: uniform]")),
+    "every": (Optional[float], _opt("--every", min=0.01, help="Seconds between frames for --frame-policy interval. [default: 2]")),
+    "scene_threshold": (Optional[float], _opt("--scene-threshold", min=0.0, max=2.0, help="Histogram distance that counts as a scene change. [default: 0.35]")),
+}
+FETCH = {
+    "timeout": (Optional[float], _opt("--timeout", min=0.1, help="Seconds per download attempt. [default: 20]")),
+    "retries": (Optional[int], _opt("--retries", min=0, help="Extra download attempts after timeouts and 5xx. [default: 3]")),
+    "max_download_mb": (Optional[float], _opt("--max-download-mb", min=0.001, help="Refuse downloads larger than this. [default: 200]")),
+}
+CAPTION = {
+    "captioner": (Optional[str], _opt("--captioner", help="Catalogue name (see `captionkit models list`), backend name, hub id or model folder. [default: florence-2-base, or `basic` when it cannot be fetched]")),
+    "prompt": (Optional[str], _opt("--prompt", help="Conditional caption prefix (BLIP, GIT) or instruction (Florence-2, chat VLMs).")),
+    "task": (Optional[str], _opt("--task", help="Florence-2 task: caption, detailed_caption, more_detailed_caption or ocr.")),
+    "max_new_tokens": (Optional[int], _opt("--max-new-tokens", min=1, help="Longest caption in tokens. [default: 40]")),
+    "num_beams": (Optional[int], _opt("--num-beams", min=1, help="Beam search width; 1 is greedy. [default: 1]")),
+    "do_sample": (Optional[bool], _opt("--do-sample/--greedy", help="Sample instead of greedy/beam decoding. [default: greedy]")),
+    "top_p": (Optional[float], _opt("--top-p", help="Nucleus sampling mass (with --do-sample).")),
+    "temperature": (Optional[float], _opt("--temperature", help="Sampling temperature (with --do-sample).")),
+    "repetition_penalty": (Optional[float], _opt("--repetition-penalty", help="> 1 discourages repeated tokens.")),
+    "no_repeat_ngram_size": (Optional[int], _opt("--no-repeat-ngram-size", min=0, help="Never repeat an n-gram of this size.")),
+    "seed": (Optional[int], _opt("--seed", help="Seed for sampling, for reproducible captions.")),
+    "batch_size": (Optional[int], _opt("--batch-size", min=1, help="Images per model call. [default: 4]")),
+    "device": (Optional[str], _opt("--device", help="auto, cpu, cuda, cuda:N or mps. [default: auto]")),
+    "dtype": (Optional[str], _opt("--dtype", help="auto, float32, bfloat16 or float16. [default: auto: float32 on CPU]")),
+}
+OCR = {
+    "ocr": (Optional[str], _opt("--ocr", help="OCR engine: rapidocr, tesseract or none. [default: rapidocr]")),
+    "ocr_lang": (Optional[str], _opt("--ocr-lang", help="Tesseract languages, e.g. eng or eng+deu. [default: eng]")),
+    "ocr_min_confidence": (Optional[float], _opt("--ocr-min-confidence", min=0.0, max=1.0, help="Drop OCR lines below this confidence. [default: 0.5]")),
+}
+SPEECH = {
+    "speech_model": (Optional[str], _opt("--speech-model", help="Whisper model: catalogue name, hub id, folder, or none. [default: whisper-base, skipped when it cannot be fetched]")),
+    "speech_language": (Optional[str], _opt("--speech-language", help="Spoken language code (e.g. en); default: detected.")),
+}
+
+
+def options(*groups: dict[str, tuple[Any, Any]]):
+    """Add the options of ``groups`` to a command; the command receives their values as ``opts``."""
+    names = [name for group in groups for name in group]
+
+    def deco(fn):
+        sig = inspect.signature(fn)
+        extra = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=ann)
+            for group in groups for name, (ann, opt) in group.items()
+        ]
+        params = [p for p in sig.parameters.values() if p.name != "opts"] + extra
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            opts = {name: kwargs.pop(name, None) for name in names}
+            return fn(*args, opts=opts, **kwargs)
+
+        wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        return wrapper
+
+    return deco
+
+
+# flag name -> (config section, field)
+_SECTIONS = {
+    "frames": ("frames", "n"), "frame_policy": ("frames", "mode"), "every": ("frames", "every"),
+    "scene_threshold": ("frames", "threshold"),
+    "timeout": ("fetch", "timeout"), "retries": ("fetch", "retries"), "max_download_mb": ("fetch", "max_bytes"),
+    "captioner": ("caption", "model"), "prompt": ("caption", "prompt"), "task": ("caption", "task"),
+    "max_new_tokens": ("caption", "max_new_tokens"), "num_beams": ("caption", "num_beams"),
+    "do_sample": ("caption", "do_sample"), "top_p": ("caption", "top_p"), "temperature": ("caption", "temperature"),
+    "repetition_penalty": ("caption", "repetition_penalty"), "no_repeat_ngram_size": ("caption", "no_repeat_ngram_size"),
+    "seed": ("caption", "seed"), "batch_size": ("caption", "batch_size"),
+    "ocr": ("ocr", "engine"), "ocr_lang": ("ocr", "languages"), "ocr_min_confidence": ("ocr", "min_confidence"),
+    "speech_model": ("speech", "model"), "speech_language": ("speech", "language"),
+}
+_SHARED = {"device": ("caption", "speech"), "dtype": ("caption", "speech")}  # one flag, several sections
+
+
+def build_config(config: Optional[Path] = None, *, maps: Optional[list[str]] = None,
+                 opts: Optional[dict[str, Any]] = None, **top: Any) -> RunConfig:
+    """The YAML config (or defaults) with the given command-line flags laid over it."""
     cfg = RunConfig.from_yaml(config) if config else RunConfig()
-    frame_changes = _given(mode=frame_policy, n=frames, every=every, threshold=scene_threshold)
-    fetch_changes = _given(
-        timeout=timeout, retries=retries, max_bytes=int(max_download_mb * 2**20) if max_download_mb else None
-    )
-    changes: dict[str, Any] = _given(**top)
-    if frame_changes:
-        changes["frames"] = _replace(cfg.frames, frame_changes, "--frame-policy/--frames/--every/--scene-threshold")
-    if fetch_changes:
-        changes["fetch"] = _replace(cfg.fetch, fetch_changes, "--timeout/--retries/--max-download-mb")
+    changes: dict[str, dict[str, Any]] = {}
+    for flag, value in (opts or {}).items():
+        if value is None:
+            continue
+        if flag == "max_download_mb":
+            value = int(value * 2**20)
+        for section, field in ([_SECTIONS[flag]] if flag in _SECTIONS else [(s, flag) for s in _SHARED[flag]]):
+            changes.setdefault(section, {})[field] = value
+    replaced: dict[str, Any] = {k: v for k, v in top.items() if v is not None}
+    for section, fields in changes.items():
+        replaced[section] = _replace(getattr(cfg, section), fields, section)
     if maps:
-        changes["mapping"] = cfg.mapping.with_overrides(maps)
-    return dataclasses.replace(cfg, **changes) if changes else cfg
+        replaced["mapping"] = cfg.mapping.with_overrides(maps)
+    return dataclasses.replace(cfg, **replaced) if replaced else cfg
 
 
-def _given(**values: Any) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def _replace(obj: Any, changes: dict[str, Any], flags: str) -> Any:
+def _replace(obj: Any, changes: dict[str, Any], section: str) -> Any:
     try:
         return dataclasses.replace(obj, **changes)
     except (TypeError, ValueError) as exc:
+        flags = ", ".join(f"--{f.replace('_', '-')}" for f, (s, _) in _SECTIONS.items() if s == section)
         raise ConfigError(f"{flags}: {exc}") from None
 
 

@@ -40,16 +40,20 @@ def inspect(
 
 @app.command(
     epilog="Examples:\n\n  captionkit clean examples/posts.csv\n\n"
-    "  captionkit clean photos/ --checks unreadable,near_duplicate --near-threshold 4 --out kept.jsonl --report report.json",
+    "  captionkit clean photos/ --checks unreadable,near_duplicate --near-threshold 4 --out kept.jsonl --report report.json\n\n"
+    "  captionkit clean posts.csv --checks overlay_text --max-text-chars 10   # drop images with heavy overlaid text",
 )
 def clean(
     dataset: Path = typer.Argument(..., help="CSV, XLSX, JSONL, JSON or Parquet file, or a folder of media."),
     checks: Optional[list[str]] = typer.Option(
-        None, "--checks", help="Checks to run, comma-separated. [default: all of no_media, unreadable, "
-        "no_reference, too_small, duplicate, near_duplicate]",
+        None, "--checks", help="Checks to run, comma-separated. [default: no_media, unreadable, no_reference, "
+        "too_small, duplicate, near_duplicate; also available: overlay_text (heavy text found by OCR)]",
     ),
     min_side: int = typer.Option(64, "--min-side", min=0, help="Flag images whose shorter side is below this (px)."),
     near_threshold: int = typer.Option(6, "--near-threshold", min=0, max=32, help="pHash bits within which images are near duplicates."),
+    max_text_chars: int = typer.Option(10, "--max-text-chars", min=0, help="overlay_text: flag images with more OCR characters than this."),
+    max_text_area: float = typer.Option(0.15, "--max-text-area", min=0.0, max=1.0, help="overlay_text: or whose text covers more than this share."),
+    ocr: Optional[str] = typer.Option(None, "--ocr", help="OCR engine for overlay_text: rapidocr or tesseract. [default: rapidocr]"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the rows that pass (.jsonl keeps captionkit's item shape; .csv/.parquet/.xlsx flatten it)."),
     report_path: Optional[Path] = typer.Option(None, "--report", help="Write the full report (JSON); otherwise flagged rows print as JSON lines."),
     config: Optional[Path] = ConfigOpt,
@@ -58,6 +62,7 @@ def clean(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Find corrupt media, exact and near duplicates, too-small images, and rows without media or reference text."""
+    import dataclasses
     import json
 
     from rich.console import Console
@@ -70,7 +75,10 @@ def clean(
 
     cfg = build_config(config, maps=maps)
     ds = read_dataset(dataset, cfg.mapping, sheet=sheet)
-    cleaner = Cleaner(split_csv(checks), CleanOptions(min_side=min_side, near_threshold=near_threshold, fetch=cfg.fetch, limits=cfg.limits))
+    ocr_settings = dataclasses.replace(cfg.ocr, engine=ocr) if ocr else cfg.ocr
+    cleaner = Cleaner(split_csv(checks), CleanOptions(
+        min_side=min_side, near_threshold=near_threshold, max_text_chars=max_text_chars, max_text_area=max_text_area,
+        ocr=ocr_settings, fetch=cfg.fetch, limits=cfg.limits))
     report = cleaner.new_report()
     console = Console(stderr=True)
     with ItemProgress(len(ds), "checking", enabled=progress, console=console) as bar:

@@ -1,9 +1,9 @@
-"""Pipeline commands: ``describe`` (a few files) and ``run`` (a whole dataset, resumable)."""
+"""Pipeline commands: ``describe`` (a few files), ``ask`` (a question about one) and ``run`` (a dataset)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -12,45 +12,45 @@ from rich.table import Table
 from captionkit import api
 from captionkit.cli import app
 from captionkit.cli.common import (
+    CAPTION,
+    FETCH,
+    FRAMES,
+    OCR,
+    SPEECH,
     ConfigOpt,
-    EveryOpt,
-    FramesOpt,
     MapOpt,
-    MaxMbOpt,
-    PolicyOpt,
-    RetriesOpt,
-    SceneOpt,
     SheetOpt,
-    TimeoutOpt,
     build_config,
     emit,
+    options,
     split_csv,
 )
 from captionkit.pipeline.runner import RunSummary
 
+StagesOpt = typer.Option(None, "--stages", help="Stages to run, in order. [default: media,facts,caption,ocr,transcribe]")
+
 
 @app.command(
     epilog="Examples:\n\n  captionkit describe photo.jpg clip.mp4\n\n"
-    "  captionkit describe https://example.com/a.gif --frames 4 --format json",
+    "  captionkit describe https://example.com/a.gif --frames 4 --format json\n\n"
+    "  captionkit describe photo.jpg --captioner blip-base --num-beams 3 --max-new-tokens 30\n\n"
+    "  captionkit describe poster.png --captioner smolvlm --prompt 'Describe this poster for a blind reader.'",
 )
+@options(FRAMES, FETCH, CAPTION, OCR, SPEECH)
 def describe(
     media: list[str] = typer.Argument(..., help="Media files or http(s) URLs.", show_default=False),
     fmt: str = typer.Option("jsonl", "--format", help="jsonl (one object per input) or json."),
     config: Optional[Path] = ConfigOpt,
-    stages: Optional[list[str]] = typer.Option(None, "--stages", help="Stages to run, in order. [default: media,facts]"),
-    frames: Optional[int] = FramesOpt,
-    frame_policy: Optional[str] = PolicyOpt,
-    every: Optional[float] = EveryOpt,
-    scene_threshold: Optional[float] = SceneOpt,
-    timeout: Optional[float] = TimeoutOpt,
-    retries: Optional[int] = RetriesOpt,
-    max_download_mb: Optional[float] = MaxMbOpt,
+    stages: Optional[list[str]] = StagesOpt,
+    *,
+    opts: dict[str, Any],
 ) -> None:
-    """Describe media files or URLs: one JSON line per input. Exit code 1 if any input failed."""
-    cfg = build_config(
-        config, frames=frames, frame_policy=frame_policy, every=every, scene_threshold=scene_threshold,
-        timeout=timeout, retries=retries, max_download_mb=max_download_mb, stages=split_csv(stages),
-    )
+    """Describe media files or URLs: caption (or merged video description), OCR text, transcript, media facts.
+
+    One JSON line per input; an input that fails gets an `error` naming the file and the reason, the
+    others still succeed, and the exit code is 1.
+    """
+    cfg = build_config(config, opts=opts, stages=split_csv(stages))
     records = api.describe(media, cfg)
     emit(records, fmt)
     if any(r["error"] for r in records):
@@ -58,11 +58,30 @@ def describe(
 
 
 @app.command(
+    epilog="Examples:\n\n  captionkit ask photo.jpg \"What is the person holding?\" --captioner smolvlm\n\n"
+    "  captionkit ask clip.mp4 \"What happens at the end?\" --captioner qwen2-vl-2b --frames 6",
+)
+@options(FRAMES, FETCH, CAPTION)
+def ask(
+    media: str = typer.Argument(..., help="A media file or http(s) URL."),
+    question: str = typer.Argument(..., help="The question about it."),
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl or json."),
+    config: Optional[Path] = ConfigOpt,
+    *,
+    opts: dict[str, Any],
+) -> None:
+    """Visual question answering with a chat VLM (or BLIP-2): one JSON object with the answer."""
+    cfg = build_config(config, opts=opts)
+    emit(api.ask(media, question, cfg), fmt)
+
+
+@app.command(
     epilog="Examples:\n\n  captionkit run examples/posts.csv --out out/\n\n"
     "  captionkit run posts.xlsx --out out/ --map media=image_url --map reference=caption --formats jsonl,parquet\n\n"
-    "  captionkit run media_folder/ --out out/ --frame-policy scene\n\n"
+    "  captionkit run media_folder/ --out out/ --frame-policy scene --captioner blip-base --ocr tesseract\n\n"
     "Rerun the same command after a crash or Ctrl-C: finished items are skipped, failed ones retried.",
 )
+@options(FRAMES, FETCH, CAPTION, OCR, SPEECH)
 def run(
     dataset: Path = typer.Argument(..., help="CSV, XLSX, JSONL, JSON or Parquet file, or a folder of media."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (results, state, summary)."),
@@ -70,29 +89,23 @@ def run(
     config: Optional[Path] = ConfigOpt,
     maps: Optional[list[str]] = MapOpt,
     sheet: Optional[str] = SheetOpt,
-    stages: Optional[list[str]] = typer.Option(None, "--stages", help="Stages to run, in order. [default: media,facts]"),
-    frames: Optional[int] = FramesOpt,
-    frame_policy: Optional[str] = PolicyOpt,
-    every: Optional[float] = EveryOpt,
-    scene_threshold: Optional[float] = SceneOpt,
-    timeout: Optional[float] = TimeoutOpt,
-    retries: Optional[int] = RetriesOpt,
-    max_download_mb: Optional[float] = MaxMbOpt,
+    stages: Optional[list[str]] = StagesOpt,
     max_attempts: Optional[int] = typer.Option(None, "--max-attempts", min=1, help="Runs an item may fail before it is final. [default: 3]"),
     restart: bool = typer.Option(False, "--restart", help="Forget the state in --out and start over."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    *,
+    opts: dict[str, Any],
 ) -> None:
     """Run the pipeline over a dataset, resumably: results.jsonl holds every item exactly once."""
-    cfg = build_config(
-        config, maps=maps, frames=frames, frame_policy=frame_policy, every=every, scene_threshold=scene_threshold,
-        timeout=timeout, retries=retries, max_download_mb=max_download_mb, stages=split_csv(stages),
-        formats=split_csv(formats), max_attempts=max_attempts,
-    )
+    cfg = build_config(config, maps=maps, opts=opts, stages=split_csv(stages), formats=split_csv(formats),
+                       max_attempts=max_attempts)
     summary = api.run(dataset, out, cfg, sheet=sheet, restart=restart, progress=progress)
     print_summary(summary, Console(stderr=True))
 
 
 def print_summary(summary: RunSummary, console: Console) -> None:
+    for notice in summary.notices:
+        console.print(f"[bold yellow]notice:[/] {notice}", highlight=False)
     console.print(
         f"[bold]{summary.done} done, {summary.failed} failed[/] of {summary.total} items "
         f"({summary.processed} processed now, {summary.skipped} already finished) in {summary.seconds:.1f} s "

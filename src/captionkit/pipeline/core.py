@@ -32,6 +32,11 @@ class Pipeline:
         """How many items to hand to :meth:`process` at once so that every stage can fill its batch."""
         return max([s.batch_size for s in self.stages] + [1])
 
+    @property
+    def notices(self) -> list[str]:
+        """What stages want the user to know about the run (e.g. a fallback model), once each."""
+        return [n for s in self.stages if (n := getattr(s, "notice", None))]
+
     def setup(self) -> None:
         """Load every stage's resources once; later calls are free."""
         if not self._ready:

@@ -45,6 +45,7 @@ class RunSummary:
     seconds: float = 0.0
     failures: list[dict[str, Any]] = field(default_factory=list)  # grouped: stage, reason, count, examples
     preview: list[dict[str, str]] = field(default_factory=list)  # the first items, one line each
+    notices: list[str] = field(default_factory=list)  # e.g. "the default captioner could not be loaded..."
     outputs: list[str] = field(default_factory=list)
 
     @property
@@ -63,6 +64,8 @@ class RunSummary:
             f"- this run: {self.processed} processed, {self.skipped} already finished, "
             f"{self.seconds:.1f} s ({self.items_per_s:.2f} items/s)",
         ]
+        if self.notices:
+            lines += ["", "## Notices", ""] + [f"- {n}" for n in self.notices]
         if self.preview:
             lines += ["", f"## First {len(self.preview)} items", "", "| id | result |", "|---|---|"]
             lines += [f"| {p['id']} | {p['brief'].replace('|', '/')} |" for p in self.preview]
@@ -111,6 +114,7 @@ class Runner:
             summary.done = store.count("done")
             summary.failed = store.count("failed")
             summary.failures = group_failures(store.results())
+            summary.notices = self.pipeline.notices
             summary.preview = [{"id": str(r["id"]), "brief": brief(r)} for r in islice(store.results(), PREVIEW)]
             summary.seconds = time.perf_counter() - start
             (self.out_dir / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
@@ -157,17 +161,35 @@ class Runner:
 
 
 def brief(result: dict[str, Any]) -> str:
-    """One line saying what became of an item, for people skimming a summary."""
+    """One line saying what became of an item, for people skimming a summary: the caption (or the media
+    facts when no caption stage ran), then any text read in the media and any speech heard."""
     if err := result.get("error"):
         return f"FAILED in {err['stage']}: {err['reason']}"
+    outputs = result.get("outputs", {})
+    facts, captions = outputs.get("facts") or [], outputs.get("caption") or []
+    ocr, speech = outputs.get("ocr") or [], outputs.get("transcribe") or []
     parts = []
-    for facts in result.get("outputs", {}).get("facts") or []:
-        size = f"{facts['width']}x{facts['height']} {facts['orientation']}"
-        if facts.get("duration"):
-            size += f", {facts['duration']:.1f} s" + (" with sound" if facts.get("has_audio") else "")
-        colours = "/".join(c["name"] for c in facts.get("dominant_colours", []))
-        parts.append(f"{facts['kind']} {size}" + (f", mostly {colours}" if colours else ""))
+    for i in range(max(len(facts), len(captions))):
+        line = captions[i]["caption"].rstrip(".") if i < len(captions) else _facts_line(facts[i])
+        if i < len(ocr) and ocr[i] and ocr[i].get("text") and ocr[i]["text"] not in line:
+            line += f' [text: "{_clip(ocr[i]["text"])}"]'
+        if i < len(speech) and speech[i] and speech[i].get("text"):
+            line += f' [speech: "{_clip(speech[i]["text"])}"]'
+        parts.append(line)
     return "; ".join(parts) or "done"
+
+
+def _facts_line(facts: dict[str, Any]) -> str:
+    size = f"{facts['width']}x{facts['height']} {facts['orientation']}"
+    if facts.get("duration"):
+        size += f", {facts['duration']:.1f} s" + (" with sound" if facts.get("has_audio") else "")
+    colours = "/".join(c["name"] for c in facts.get("dominant_colours", []))
+    return f"{facts['kind']} {size}" + (f", mostly {colours}" if colours else "")
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 _VOLATILE = [

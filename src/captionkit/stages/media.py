@@ -8,7 +8,9 @@ from captionkit.config import RunConfig
 from captionkit.errors import MediaError
 from captionkit.media.fetch import MediaCache, resolve_media
 from captionkit.media.loader import load_media
+from captionkit.media.types import LoadedMedia
 from captionkit.pipeline.stage import ItemStage, Work, register_stage
+from captionkit.records import Item
 
 
 @register_stage("media")
@@ -25,21 +27,16 @@ class MediaStage(ItemStage):
         self.cache = MediaCache()
 
     def process_one(self, work: Work) -> list[dict[str, Any]]:
-        item = work.item
-        if not item.media:
-            raise MediaError(f"row {item.id!r} has no media")
-        loaded, out = [], []
-        for ref in item.media:
-            path = resolve_media(ref.url, self.config.fetch, self.cache)
-            media = load_media(path, self.config.frames, self.config.limits)
-            loaded.append(media)
-            out.append(
-                {
-                    "url": ref.url,
-                    "path": str(path),
-                    "kind": ref.kind,
-                    "frame_times": [round(f.time, 3) for f in media.frames],
-                }
-            )
+        loaded = load_item_media(work.item, self.config, self.cache)
         work.scratch["media"] = loaded
-        return out
+        return [
+            {"url": ref.url, "path": str(media.path), "kind": ref.kind, "frame_times": [round(f.time, 3) for f in media.frames]}
+            for ref, media in zip(work.item.media, loaded)
+        ]
+
+
+def load_item_media(item: Item, config: RunConfig, cache: MediaCache | None = None) -> list[LoadedMedia]:
+    """Every media file of ``item``: fetched if remote, sniffed, decoded, frames sampled by the frame policy."""
+    if not item.media:
+        raise MediaError(f"row {item.id!r} has no media")
+    return [load_media(resolve_media(ref.url, config.fetch, cache), config.frames, config.limits) for ref in item.media]
