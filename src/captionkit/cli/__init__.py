@@ -17,7 +17,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,  # our errors are printed by main(); tracebacks only with --debug
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # help texts show "[default: 8]" literally, not as markup
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
