@@ -10,18 +10,33 @@ from captionkit.records import Item, ItemResult, MediaRef, StageError, VideoVari
 __version__ = "0.1.0"
 
 # The API functions import the media and I/O stacks; load them on first use so `import captionkit` is cheap.
-_API = {"describe", "run", "read_dataset", "RunConfig"}
+_API = {"describe", "run", "write", "read_dataset", "RunConfig", "Pipeline"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _API:
         from captionkit import api
 
+        if name == "Pipeline":
+            from captionkit.pipeline.core import Pipeline
+
+            return Pipeline
         return getattr(api, name)
     raise AttributeError(f"module 'captionkit' has no attribute {name!r}")
 
 
 __all__ = [
-    "CaptionkitError", "Item", "ItemResult", "MediaRef", "RunConfig", "StageError", "VideoVariant",
-    "__version__", "describe", "read_dataset", "run",
+    "CaptionkitError",
+    "Item",
+    "ItemResult",
+    "MediaRef",
+    "Pipeline",
+    "RunConfig",
+    "StageError",
+    "VideoVariant",
+    "__version__",
+    "describe",
+    "read_dataset",
+    "run",
+    "write",
 ]

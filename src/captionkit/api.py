@@ -8,13 +8,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from captionkit.config import RunConfig
+from captionkit.config import DESCRIBE_STAGES, RunConfig
 from captionkit.errors import CaptionkitError
 from captionkit.io.readers import Dataset, read_dataset
+from captionkit.io.results import headline
 from captionkit.media.kinds import kind_from_suffix
 from captionkit.pipeline.core import Pipeline
 from captionkit.pipeline.runner import Runner, RunSummary
@@ -41,7 +43,7 @@ def item_for_media(source: str | Path) -> Item:
 def describe(media: str | Path | Sequence[str | Path], config: RunConfig | None = None) -> list[dict[str, Any]]:
     """Describe each media file or URL; a failure is reported in that entry's ``error``, never raised."""
     sources = [media] if isinstance(media, (str, Path)) else list(media)
-    pipeline = pipeline_for(config or RunConfig())
+    pipeline = pipeline_for(config or RunConfig(stages=list(DESCRIBE_STAGES)))
     return [describe_record(r) for r in pipeline.process([item_for_media(s) for s in sources])]
 
 
@@ -49,21 +51,17 @@ def describe_record(result: ItemResult) -> dict[str, Any]:
     """Flatten a one-media result into what ``captionkit describe`` prints: the headline fields
     (caption, ocr_text, transcript, facts, models), then each stage's full output under ``details``."""
     outs = {stage: out[0] if isinstance(out, list) and len(out) == 1 else out for stage, out in result.outputs.items()}
-
-    def field(stage: str, key: str) -> Any:
-        out = outs.get(stage)
-        return out.get(key) if isinstance(out, dict) else None
-
+    top = headline(result.outputs)
+    facts = outs.get("facts")
     rec: dict[str, Any] = {
         "input": result.id,
-        "kind": field("facts", "kind"),
-        "caption": field("caption", "caption"),
-        "ocr_text": field("ocr", "text"),
-        "transcript": field("transcribe", "text"),
-        "language": field("transcribe", "language"),
-        "models": {k: v for k, v in (("caption", field("caption", "model")), ("ocr", field("ocr", "engine")),
-                                     ("speech", field("transcribe", "model"))) if v},
-        "facts": outs.get("facts"),
+        "kind": facts.get("kind") if isinstance(facts, dict) else None,
+        "caption": top["description"],
+        "ocr_text": top["ocr_text"],
+        "transcript": top["transcript"],
+        "language": top["language"],
+        "models": top["models"],
+        "facts": facts,
         "details": {k: v for k, v in outs.items() if k != "facts"},
     }
     rec["timings"] = {k: round(v, 4) for k, v in result.timings.items()}
@@ -119,6 +117,39 @@ def run(
     return runner.run(ds, total=_count(ds), name=str(ds.path))
 
 
+def write(items: Item | dict[str, Any] | Sequence[Item | dict[str, Any]], config: RunConfig | None = None) -> list[dict[str, Any]]:
+    """Posts for described items: each an :class:`Item` whose metadata holds ``description`` (and maybe
+    ``ocr_text``, ``transcript``), or a dict like ``{"id", "description", "metadata": {...}}``.
+
+    Returns the write stage's output per item (prompt, ``posts`` with ``text`` and ``chars``, model), or
+    ``{"error": reason}`` for an item that failed.
+    """
+    config = dataclasses.replace(config or RunConfig(), stages=["write"])
+    batch = [items] if isinstance(items, (Item, dict)) else list(items)
+    results = pipeline_for(config).process([_as_item(x, i) for i, x in enumerate(batch)])
+    return [r.outputs["write"] if r.ok else {"error": r.error.reason if r.error else "failed"} for r in results]
+
+
+def _as_item(value: Item | dict[str, Any], index: int) -> Item:
+    if isinstance(value, Item):
+        return value
+    meta = dict(value.get("metadata") or {})
+    for key in ("description", "ocr_text", "transcript", "language"):
+        if value.get(key):
+            meta[key] = value[key]
+    return Item(id=str(value.get("id", index)), metadata=meta)
+
+
+def write_dataset(source: str | Path, out: str | Path, config: RunConfig, *, sheet: str | None = None,
+                  restart: bool = False, progress: bool = False) -> RunSummary:
+    """``captionkit write``: the write stage over described items, resumable like :func:`run`."""
+    from captionkit.io.results import items_for_writing
+
+    items = list(items_for_writing(source, config.mapping, sheet=sheet))
+    runner = Runner(pipeline_for(config), out, config, restart=restart, progress=progress)
+    return runner.run(items, total=len(items), name=str(source))
+
+
 def _count(ds: Dataset) -> int | None:
     try:
         return len(ds)
@@ -126,4 +157,4 @@ def _count(ds: Dataset) -> int | None:
         return None
 
 
-__all__ = ["RunConfig", "ask", "describe", "read_dataset", "run"]
+__all__ = ["RunConfig", "ask", "describe", "read_dataset", "run", "write", "write_dataset"]

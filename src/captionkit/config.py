@@ -19,13 +19,14 @@ from captionkit.errors import ConfigError
 from captionkit.io.mapping import ColumnMapping
 from captionkit.media.fetch import FetchPolicy
 from captionkit.media.types import FramePolicy, ImageLimits
-from captionkit.models.settings import CaptionSettings, OCRSettings, SpeechSettings
+from captionkit.models.settings import CaptionSettings, OCRSettings, SpeechSettings, WriteSettings
 
-DEFAULT_STAGES = ("media", "facts", "caption", "ocr", "transcribe")
+DESCRIBE_STAGES = ("media", "facts", "caption", "ocr", "transcribe")
+DEFAULT_STAGES = (*DESCRIBE_STAGES, "write")
 # YAML sections that map onto a settings record each.
 SECTIONS: dict[str, type] = {
     "frames": FramePolicy, "fetch": FetchPolicy, "limits": ImageLimits,
-    "caption": CaptionSettings, "ocr": OCRSettings, "speech": SpeechSettings,
+    "caption": CaptionSettings, "ocr": OCRSettings, "speech": SpeechSettings, "write": WriteSettings,
 }
 
 
@@ -39,6 +40,7 @@ class RunConfig:
     caption: CaptionSettings = field(default_factory=CaptionSettings)
     ocr: OCRSettings = field(default_factory=OCRSettings)
     speech: SpeechSettings = field(default_factory=SpeechSettings)
+    write: WriteSettings = field(default_factory=WriteSettings)
     formats: list[str] = field(default_factory=lambda: ["jsonl"])
     max_attempts: int = 3  # an item that failed this many times is final and not retried on rerun
 
@@ -91,7 +93,7 @@ class RunConfig:
     def fingerprint(self) -> str:
         """Hash of what changes the outputs: a resumed run must use the same stages, frames and mapping."""
         d = self.to_dict()
-        relevant = {k: d[k] for k in ("stages", "frames", "limits", "mapping", "caption", "ocr", "speech")}
+        relevant = {k: d[k] for k in ("stages", "frames", "limits", "mapping", "caption", "ocr", "speech", "write")}
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 

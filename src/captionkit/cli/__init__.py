@@ -43,6 +43,8 @@ _state = {"debug": False}
 from captionkit.cli import data as _data  # noqa: E402,F401
 from captionkit.cli import models as _models  # noqa: E402,F401
 from captionkit.cli import pipeline as _pipeline  # noqa: E402,F401
+from captionkit.cli import prepare as _prepare  # noqa: E402,F401
+from captionkit.cli import write as _write  # noqa: E402,F401
 
 
 def main() -> None:

@@ -49,17 +49,46 @@ CAPTION = {
     "captioner": (Optional[str], _opt("--captioner", help="Catalogue name (see `captionkit models list`), backend name, hub id or model folder. [default: florence-2-base, or `basic` when it cannot be fetched]")),
     "prompt": (Optional[str], _opt("--prompt", help="Conditional caption prefix (BLIP, GIT) or instruction (Florence-2, chat VLMs).")),
     "task": (Optional[str], _opt("--task", help="Florence-2 task: caption, detailed_caption, more_detailed_caption or ocr.")),
-    "max_new_tokens": (Optional[int], _opt("--max-new-tokens", min=1, help="Longest caption in tokens. [default: 40]")),
+    "batch_size": (Optional[int], _opt("--batch-size", min=1, help="Images (or posts, for `write`) per model call. [default: 4; write: 8]")),
+    "device": (Optional[str], _opt("--device", help="auto, cpu, cuda, cuda:N or mps. [default: auto]")),
+    "dtype": (Optional[str], _opt("--dtype", help="auto, float32, bfloat16 or float16. [default: auto: float32 on CPU]")),
+}
+# Decoding flags apply to the command's main model: the captioner for describe/run/ask, the writer for write.
+DECODING = {
+    "max_new_tokens": (Optional[int], _opt("--max-new-tokens", min=1, help="Longest output in tokens. [default: 40 for captions, 120 for posts]")),
     "num_beams": (Optional[int], _opt("--num-beams", min=1, help="Beam search width; 1 is greedy. [default: 1]")),
     "do_sample": (Optional[bool], _opt("--do-sample/--greedy", help="Sample instead of greedy/beam decoding. [default: greedy]")),
     "top_p": (Optional[float], _opt("--top-p", help="Nucleus sampling mass (with --do-sample).")),
     "temperature": (Optional[float], _opt("--temperature", help="Sampling temperature (with --do-sample).")),
     "repetition_penalty": (Optional[float], _opt("--repetition-penalty", help="> 1 discourages repeated tokens.")),
     "no_repeat_ngram_size": (Optional[int], _opt("--no-repeat-ngram-size", min=0, help="Never repeat an n-gram of this size.")),
-    "seed": (Optional[int], _opt("--seed", help="Seed for sampling, for reproducible captions.")),
-    "batch_size": (Optional[int], _opt("--batch-size", min=1, help="Images per model call. [default: 4]")),
-    "device": (Optional[str], _opt("--device", help="auto, cpu, cuda, cuda:N or mps. [default: auto]")),
-    "dtype": (Optional[str], _opt("--dtype", help="auto, float32, bfloat16 or float16. [default: auto: float32 on CPU]")),
+    "seed": (Optional[int], _opt("--seed", help="Seed for sampling, for reproducible outputs.")),
+}
+WRITE = {
+    "writer": (Optional[str], _opt("--writer", help="Catalogue name, hub id, model folder, http(s) URL of an OpenAI-compatible server, or template. [default: qwen2.5-0.5b-instruct, or `template` when it cannot be fetched]")),
+    "platform": (Optional[str], _opt("--platform", help="x, instagram, linkedin, facebook, alt-text or adobe. [default: x]")),
+    "template": (Optional[str], _opt("--template", help="Your own Jinja2 prompt template file (blocks `system` and `user`).")),
+    "tone": (Optional[str], _opt("--tone", help="Voice of the post, e.g. friendly, playful, professional. [default: friendly]")),
+    "language": (Optional[str], _opt("--language", help="Language of the post. [default: en]")),
+    "hashtags": (Optional[int], _opt("--hashtags", min=0, help="Hashtags per post. [default: the platform's]")),
+    "emoji": (Optional[bool], _opt("--emoji/--no-emoji", help="Allow emoji. [default: the platform's]")),
+    "call_to_action": (Optional[str], _opt("--cta", help="Call to action to include, e.g. 'Shop now at the link in bio'.")),
+    "brand": (Optional[str], _opt("--brand", help="Brand name. [default: the item's metadata.company]")),
+    "handle": (Optional[str], _opt("--handle", help="Brand handle. [default: the item's metadata.username]")),
+    "num_candidates": (Optional[int], _opt("--num-candidates", "-n", min=1, help="Posts per item. [default: 1]")),
+    "examples": (Optional[str], _opt("--examples", help="File of past posts; the --k nearest go into each prompt (never the item itself).")),
+    "k": (Optional[int], _opt("--k", min=0, help="Examples per prompt. [default: 3]")),
+    "embedder": (Optional[str], _opt("--embedder", help="sentence-transformers model (id or folder) for --examples, or bm25. [default: all-MiniLM-L6-v2, BM25 if unavailable]")),
+    "adapter": (Optional[str], _opt("--adapter", help="LoRA/PEFT adapter folder to load on top of a local writer.")),
+    "api_model": (Optional[str], _opt("--api-model", help="Model name for an OpenAI-compatible --writer URL. [default: the server's first]")),
+    "api_key_env": (Optional[str], _opt("--api-key-env", help="Env var holding the API key for --writer URL. [default: OPENAI_API_KEY]")),
+    "concurrency": (Optional[int], _opt("--concurrency", min=1, help="Requests in flight to a --writer URL. [default: 4]")),
+}
+# On `run`, the writer's decoding flags carry a prefix (the plain ones are the captioner's).
+WRITER_DECODING = {
+    f"writer_{name}": (ann, _opt(*[f.replace("--", "--writer-") for f in opt.param_decls if f.startswith("--")],
+                                 help=f"Writer: {opt.help}"))
+    for name, (ann, opt) in DECODING.items()
 }
 OCR = {
     "ocr": (Optional[str], _opt("--ocr", help="OCR engine: rapidocr, tesseract or none. [default: rapidocr]")),
@@ -101,19 +130,20 @@ _SECTIONS = {
     "scene_threshold": ("frames", "threshold"),
     "timeout": ("fetch", "timeout"), "retries": ("fetch", "retries"), "max_download_mb": ("fetch", "max_bytes"),
     "captioner": ("caption", "model"), "prompt": ("caption", "prompt"), "task": ("caption", "task"),
-    "max_new_tokens": ("caption", "max_new_tokens"), "num_beams": ("caption", "num_beams"),
-    "do_sample": ("caption", "do_sample"), "top_p": ("caption", "top_p"), "temperature": ("caption", "temperature"),
-    "repetition_penalty": ("caption", "repetition_penalty"), "no_repeat_ngram_size": ("caption", "no_repeat_ngram_size"),
-    "seed": ("caption", "seed"), "batch_size": ("caption", "batch_size"),
+    **{name: ("write", name) for name in WRITE},
+    **{name: ("write", name.removeprefix("writer_")) for name in WRITER_DECODING},
     "ocr": ("ocr", "engine"), "ocr_lang": ("ocr", "languages"), "ocr_min_confidence": ("ocr", "min_confidence"),
     "speech_model": ("speech", "model"), "speech_language": ("speech", "language"),
 }
-_SHARED = {"device": ("caption", "speech"), "dtype": ("caption", "speech")}  # one flag, several sections
+_SHARED = {"device": ("caption", "speech", "write"), "dtype": ("caption", "speech", "write")}  # one flag, several sections
 
 
 def build_config(config: Optional[Path] = None, *, maps: Optional[list[str]] = None,
-                 opts: Optional[dict[str, Any]] = None, **top: Any) -> RunConfig:
-    """The YAML config (or defaults) with the given command-line flags laid over it."""
+                 opts: Optional[dict[str, Any]] = None, decoding: str = "caption", **top: Any) -> RunConfig:
+    """The YAML config (or defaults) with the given command-line flags laid over it.
+
+    ``decoding`` names the section the plain decoding flags (--max-new-tokens, ...) belong to.
+    """
     cfg = RunConfig.from_yaml(config) if config else RunConfig()
     changes: dict[str, dict[str, Any]] = {}
     for flag, value in (opts or {}).items():
@@ -121,7 +151,15 @@ def build_config(config: Optional[Path] = None, *, maps: Optional[list[str]] = N
             continue
         if flag == "max_download_mb":
             value = int(value * 2**20)
-        for section, field in ([_SECTIONS[flag]] if flag in _SECTIONS else [(s, flag) for s in _SHARED[flag]]):
+        if flag == "batch_size" and decoding == "write":
+            targets = [("write", "batch_size")]
+        elif flag in DECODING:
+            targets = [(decoding, flag)]
+        elif flag in _SECTIONS:
+            targets = [_SECTIONS[flag]]
+        else:
+            targets = [(s, flag) for s in _SHARED[flag]]
+        for section, field in targets:
             changes.setdefault(section, {})[field] = value
     replaced: dict[str, Any] = {k: v for k, v in top.items() if v is not None}
     for section, fields in changes.items():

@@ -13,10 +13,13 @@ from captionkit import api
 from captionkit.cli import app
 from captionkit.cli.common import (
     CAPTION,
+    DECODING,
     FETCH,
     FRAMES,
     OCR,
     SPEECH,
+    WRITE,
+    WRITER_DECODING,
     ConfigOpt,
     MapOpt,
     SheetOpt,
@@ -25,9 +28,10 @@ from captionkit.cli.common import (
     options,
     split_csv,
 )
+from captionkit.config import DESCRIBE_STAGES
 from captionkit.pipeline.runner import RunSummary
 
-StagesOpt = typer.Option(None, "--stages", help="Stages to run, in order. [default: media,facts,caption,ocr,transcribe]")
+StagesOpt = typer.Option(None, "--stages", help="Stages to run, in order. [default: media,facts,caption,ocr,transcribe,write for run; without write for describe]")
 
 
 @app.command(
@@ -36,7 +40,7 @@ StagesOpt = typer.Option(None, "--stages", help="Stages to run, in order. [defau
     "  captionkit describe photo.jpg --captioner blip-base --num-beams 3 --max-new-tokens 30\n\n"
     "  captionkit describe poster.png --captioner smolvlm --prompt 'Describe this poster for a blind reader.'",
 )
-@options(FRAMES, FETCH, CAPTION, OCR, SPEECH)
+@options(FRAMES, FETCH, CAPTION, DECODING, OCR, SPEECH)
 def describe(
     media: list[str] = typer.Argument(..., help="Media files or http(s) URLs.", show_default=False),
     fmt: str = typer.Option("jsonl", "--format", help="jsonl (one object per input) or json."),
@@ -50,7 +54,7 @@ def describe(
     One JSON line per input; an input that fails gets an `error` naming the file and the reason, the
     others still succeed, and the exit code is 1.
     """
-    cfg = build_config(config, opts=opts, stages=split_csv(stages))
+    cfg = build_config(config, opts=opts, stages=split_csv(stages) or list(DESCRIBE_STAGES))
     records = api.describe(media, cfg)
     emit(records, fmt)
     if any(r["error"] for r in records):
@@ -61,7 +65,7 @@ def describe(
     epilog="Examples:\n\n  captionkit ask photo.jpg \"What is the person holding?\" --captioner smolvlm\n\n"
     "  captionkit ask clip.mp4 \"What happens at the end?\" --captioner qwen2-vl-2b --frames 6",
 )
-@options(FRAMES, FETCH, CAPTION)
+@options(FRAMES, FETCH, CAPTION, DECODING)
 def ask(
     media: str = typer.Argument(..., help="A media file or http(s) URL."),
     question: str = typer.Argument(..., help="The question about it."),
@@ -79,9 +83,10 @@ def ask(
     epilog="Examples:\n\n  captionkit run examples/posts.csv --out out/\n\n"
     "  captionkit run posts.xlsx --out out/ --map media=image_url --map reference=caption --formats jsonl,parquet\n\n"
     "  captionkit run media_folder/ --out out/ --frame-policy scene --captioner blip-base --ocr tesseract\n\n"
+    "  captionkit run posts.csv --out out/ --platform instagram --writer http://localhost:8000/v1 -n 3 --examples history.jsonl\n\n"
     "Rerun the same command after a crash or Ctrl-C: finished items are skipped, failed ones retried.",
 )
-@options(FRAMES, FETCH, CAPTION, OCR, SPEECH)
+@options(FRAMES, FETCH, CAPTION, DECODING, OCR, SPEECH, WRITE, WRITER_DECODING)
 def run(
     dataset: Path = typer.Argument(..., help="CSV, XLSX, JSONL, JSON or Parquet file, or a folder of media."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (results, state, summary)."),
@@ -96,7 +101,7 @@ def run(
     *,
     opts: dict[str, Any],
 ) -> None:
-    """Run the pipeline over a dataset, resumably: results.jsonl holds every item exactly once."""
+    """Describe every item, then write its posts, resumably: results.jsonl holds every item exactly once."""
     cfg = build_config(config, maps=maps, opts=opts, stages=split_csv(stages), formats=split_csv(formats),
                        max_attempts=max_attempts)
     summary = api.run(dataset, out, cfg, sheet=sheet, restart=restart, progress=progress)

@@ -80,4 +80,68 @@ class SpeechSettings:
         return ModelOptions(device=self.device, dtype=self.dtype)
 
 
-__all__ = ["CaptionSettings", "OCRSettings", "SpeechSettings", "field"]
+@dataclass(frozen=True)
+class WriteSettings:
+    """``write:`` in YAML; flags --writer, --platform, --tone, --hashtags, ... on write/run."""
+
+    writer: str | None = None  # catalogue name, hub id, folder, http(s) URL of an OpenAI-compatible server, or template
+    fallback: str | None = "template"  # when the default writer cannot be had: this one, with a notice
+    platform: str = "x"  # x | instagram | linkedin | facebook | alt-text | adobe (presets) ...
+    template: str | None = None  # a user's Jinja2 template file instead of the platform's
+    tone: str = "friendly"
+    language: str = "en"
+    hashtags: int | None = None  # None: the platform's default count
+    emoji: bool | None = None  # None: the platform's default
+    call_to_action: str | None = None
+    brand: str | None = None  # None: the item's metadata.company
+    handle: str | None = None  # None: the item's metadata.username
+    num_candidates: int = 1
+    examples: str | None = None  # file of past posts for in-context learning
+    k: int = 3  # examples per prompt
+    embedder: str | None = None  # sentence-transformers model id/folder; None: all-MiniLM-L6-v2, BM25 if unavailable
+    max_new_tokens: int = 120
+    num_beams: int = 1
+    do_sample: bool = False
+    top_p: float | None = None
+    temperature: float | None = None
+    repetition_penalty: float | None = None
+    no_repeat_ngram_size: int | None = None
+    seed: int | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 8
+    adapter: str | None = None  # a LoRA/PEFT adapter folder loaded on top of a local writer
+    api_key_env: str = "OPENAI_API_KEY"  # OpenAI-compatible writer: env var holding the key (if any)
+    api_model: str | None = None  # OpenAI-compatible writer: model name sent to the server (default: its first)
+    concurrency: int = 4  # OpenAI-compatible writer: requests in flight
+    timeout: float = 60.0  # OpenAI-compatible writer: seconds per request
+    retries: int = 3  # OpenAI-compatible writer: extra attempts after timeouts / 429 / 5xx
+    max_regenerations: int = 1  # over-long posts are regenerated this often before being trimmed
+
+    def __post_init__(self) -> None:
+        if self.num_candidates < 1:
+            raise ConfigError(f"--num-candidates must be >= 1 (got {self.num_candidates})")
+        if self.k < 0:
+            raise ConfigError(f"--k must be >= 0 (got {self.k})")
+        if self.hashtags is not None and self.hashtags < 0:
+            raise ConfigError(f"--hashtags must be >= 0 (got {self.hashtags})")
+        if self.concurrency < 1:
+            raise ConfigError(f"--concurrency must be >= 1 (got {self.concurrency})")
+        _ = (self.generation, self.model_options)
+
+    @property
+    def generation(self) -> GenerationOptions:
+        names = {f.name for f in dataclasses.fields(GenerationOptions)}
+        return GenerationOptions(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
+
+    @property
+    def model_options(self) -> ModelOptions:
+        return ModelOptions(device=self.device, dtype=self.dtype, batch_size=self.batch_size)
+
+    def writer_cache_key(self) -> tuple[Any, ...]:
+        """What changes a loaded writer (not the per-call decoding settings)."""
+        return (self.device, self.dtype, self.adapter, self.api_key_env, self.api_model, self.concurrency,
+                self.timeout, self.retries)
+
+
+__all__ = ["CaptionSettings", "OCRSettings", "SpeechSettings", "WriteSettings", "field"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from itertools import islice
+from pathlib import Path
 from time import perf_counter
 
 from captionkit.config import RunConfig
@@ -24,7 +25,12 @@ class Pipeline:
         self._ready = False
 
     @classmethod
-    def from_config(cls, config: RunConfig) -> Pipeline:
+    def from_config(cls, config: RunConfig | dict | str | Path) -> Pipeline:
+        """Stages from a :class:`RunConfig`, a dict of its keys, or a YAML file with the same keys as the CLI flags."""
+        if isinstance(config, (str, Path)):
+            config = RunConfig.from_yaml(config)
+        elif isinstance(config, dict):
+            config = RunConfig.from_dict(config)
         return cls([create_stage(name, config) for name in config.stages])
 
     @property

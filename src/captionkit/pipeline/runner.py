@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from rich.console import Console
 
 from captionkit.config import RunConfig
+from captionkit.io.results import result_record
 from captionkit.io.writers import write_records
 from captionkit.pipeline.core import Pipeline
 from captionkit.pipeline.store import StateStore
@@ -144,7 +145,7 @@ class Runner:
         # Commit first, then append: a crash in between loses only a line that the next start rewrites.
         store.save_many([(r, seq) for r, (seq, _, _) in zip(results, pending)])
         for r in results:
-            sink.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+            sink.write(json.dumps(result_record(r), ensure_ascii=False) + "\n")
         sink.flush()
         summary.processed += len(results)
         bar.advance(len(results))
@@ -176,6 +177,9 @@ def brief(result: dict[str, Any]) -> str:
         if i < len(speech) and speech[i] and speech[i].get("text"):
             line += f' [speech: "{_clip(speech[i]["text"])}"]'
         parts.append(line)
+    posts = (outputs.get("write") or {}).get("posts") or []
+    if posts:
+        parts.append(f'post: "{_clip(posts[0]["text"], 140)}"')
     return "; ".join(parts) or "done"
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from captionkit.errors import ConfigError
+from captionkit.io.results import result_record
 from captionkit.records import ItemResult
 
 _SCHEMA = """
@@ -82,7 +83,7 @@ class StateStore:
             self.db.executemany(
                 "INSERT OR REPLACE INTO items (id, seq, status, attempts, result, updated) VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (r.id, seq, "done" if r.ok else "failed", r.attempts, json.dumps(r.to_dict(), ensure_ascii=False), now)
+                    (r.id, seq, "done" if r.ok else "failed", r.attempts, json.dumps(result_record(r), ensure_ascii=False), now)
                     for r, seq in rows
                 ],
             )

@@ -1,3 +1,3 @@
 """Built-in pipeline stages, one per file; importing this package registers them."""
 
-from captionkit.stages import caption, facts, media, ocr, transcribe  # noqa: F401
+from captionkit.stages import caption, facts, media, ocr, transcribe, write  # noqa: F401
