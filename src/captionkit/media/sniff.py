@@ -36,6 +36,24 @@ _QT_ATOMS = frozenset({b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot", b"j
 _TS_PACKET = 188
 
 
+def check_file(path: str | Path) -> int:
+    """The size of ``path``, or a :class:`MediaError` saying why it cannot be a media file (missing, a
+    folder, unreadable, empty)."""
+    path = Path(path)
+    name = str(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise MediaError(f"file not found: {name}") from None
+    except OSError as exc:
+        raise MediaError(f"cannot read {name}: {exc.strerror or exc}") from None
+    if path.is_dir():
+        raise MediaError(f"not a file: {name}")
+    if size == 0:
+        raise MediaError(f"empty file: {name}")
+    return size
+
+
 def sniff(path: str | Path) -> tuple[str, str]:
     """Return ``(kind, format)`` of the file at ``path`` from its magic bytes.
 

@@ -32,7 +32,7 @@ from av.video.stream import VideoStream
 
 from captionkit.errors import CaptionkitError, MediaError
 from captionkit.media.image import colour_histogram, histogram_distance
-from captionkit.media.sniff import sniff
+from captionkit.media.sniff import check_file, sniff
 from captionkit.media.types import DEFAULT_LIMITS, DEFAULT_POLICY, Frame, FramePolicy, ImageLimits, MediaInfo
 
 log = logging.getLogger(__name__)
@@ -147,16 +147,7 @@ def _opened(path: str | Path) -> Iterator[tuple[InputContainer, VideoStream, str
     """Open ``path`` with PyAV and find its video stream; always closes the container."""
     path = Path(path)
     name = str(path)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise MediaError(f"file not found: {name}") from None
-    except OSError as exc:
-        raise MediaError(f"cannot read {name}: {exc.strerror or exc}") from None
-    if path.is_dir():
-        raise MediaError(f"not a file: {name}")
-    if size == 0:
-        raise MediaError(f"empty file: {name}")
+    check_file(path)
     # Only known video containers reach FFmpeg: it would happily "decode" a PNG or even a .txt file.
     kind, fmt = sniff(path)
     if kind != "video":

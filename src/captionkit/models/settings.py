@@ -11,14 +11,9 @@ from captionkit.models.options import GenerationOptions, ModelOptions
 
 
 @dataclass(frozen=True)
-class CaptionSettings:
-    """``caption:`` in YAML; flags --captioner, --prompt, --max-new-tokens, --num-beams, ... on describe/run."""
+class ModelSettings:
+    """Decoding and placement fields shared by every model stage's settings (flat, so YAML stays flat)."""
 
-    model: str | None = None  # catalogue name, backend name, hub id or folder; None: the catalogue default
-    prompt: str | None = None  # conditional caption prefix, or an instruction for chat VLMs
-    # When the default model cannot be fetched (offline, no hub), fall back to this backend with a notice.
-    # Only applies to the default: a model the user named must load or the run stops with the reason.
-    fallback: str | None = "basic"
     max_new_tokens: int = 40
     num_beams: int = 1
     do_sample: bool = False
@@ -30,8 +25,6 @@ class CaptionSettings:
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 4
-    task: str | None = None  # Florence-2 task: caption | detailed_caption | more_detailed_caption | ocr
-    frames_together: bool = True  # chat VLMs that take several images see a video's frames in one prompt
 
     def __post_init__(self) -> None:
         _ = (self.generation, self.model_options)  # build both now so a bad value fails here, naming its flag
@@ -43,8 +36,25 @@ class CaptionSettings:
 
     @property
     def model_options(self) -> ModelOptions:
+        return ModelOptions(device=self.device, dtype=self.dtype, batch_size=self.batch_size)
+
+
+@dataclass(frozen=True)
+class CaptionSettings(ModelSettings):
+    """``caption:`` in YAML; flags --captioner, --prompt, --max-new-tokens, --num-beams, ... on describe/run."""
+
+    model: str | None = None  # catalogue name, backend name, hub id or folder; None: the catalogue default
+    prompt: str | None = None  # conditional caption prefix, or an instruction for chat VLMs
+    # When the default model cannot be fetched (offline, no hub), fall back to this backend with a notice.
+    # Only applies to the default: a model the user named must load or the run stops with the reason.
+    fallback: str | None = "basic"
+    task: str | None = None  # Florence-2 task: caption | detailed_caption | more_detailed_caption | ocr
+    frames_together: bool = True  # chat VLMs that take several images see a video's frames in one prompt
+
+    @property
+    def model_options(self) -> ModelOptions:
         extra: dict[str, Any] = {"task": self.task} if self.task else {}
-        return ModelOptions(device=self.device, dtype=self.dtype, batch_size=self.batch_size, extra=extra)
+        return dataclasses.replace(super().model_options, extra=extra)
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,7 @@ class SpeechSettings:
 
 
 @dataclass(frozen=True)
-class WriteSettings:
+class WriteSettings(ModelSettings):
     """``write:`` in YAML; flags --writer, --platform, --tone, --hashtags, ... on write/run."""
 
     writer: str | None = None  # catalogue name, hub id, folder, http(s) URL of an OpenAI-compatible server, or template
@@ -99,16 +109,7 @@ class WriteSettings:
     examples: str | None = None  # file of past posts for in-context learning
     k: int = 3  # examples per prompt
     embedder: str | None = None  # sentence-transformers model id/folder; None: all-MiniLM-L6-v2, BM25 if unavailable
-    max_new_tokens: int = 120
-    num_beams: int = 1
-    do_sample: bool = False
-    top_p: float | None = None
-    temperature: float | None = None
-    repetition_penalty: float | None = None
-    no_repeat_ngram_size: int | None = None
-    seed: int | None = None
-    device: str = "auto"
-    dtype: str = "auto"
+    max_new_tokens: int = 120  # posts are longer than captions
     batch_size: int = 8
     adapter: str | None = None  # a LoRA/PEFT adapter folder loaded on top of a local writer
     api_key_env: str = "OPENAI_API_KEY"  # OpenAI-compatible writer: env var holding the key (if any)
@@ -127,16 +128,7 @@ class WriteSettings:
             raise ConfigError(f"--hashtags must be >= 0 (got {self.hashtags})")
         if self.concurrency < 1:
             raise ConfigError(f"--concurrency must be >= 1 (got {self.concurrency})")
-        _ = (self.generation, self.model_options)
-
-    @property
-    def generation(self) -> GenerationOptions:
-        names = {f.name for f in dataclasses.fields(GenerationOptions)}
-        return GenerationOptions(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
-
-    @property
-    def model_options(self) -> ModelOptions:
-        return ModelOptions(device=self.device, dtype=self.dtype, batch_size=self.batch_size)
+        super().__post_init__()
 
     def writer_cache_key(self) -> tuple[Any, ...]:
         """What changes a loaded writer (not the per-call decoding settings)."""

@@ -15,6 +15,7 @@ import av
 import numpy as np
 
 from captionkit.errors import CaptionkitError, MediaError
+from captionkit.media.sniff import check_file
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def load_audio(
         raise ValueError(f"sample_rate must be > 0 (got {sample_rate})")
     if max_seconds is not None and max_seconds <= 0:
         raise ValueError(f"max_seconds must be > 0 (got {max_seconds})")
-    _check_file(path)
+    check_file(path)
     try:
         container = av.open(name, mode="r", metadata_errors="ignore")
     except av.FFmpegError as exc:
@@ -74,20 +75,6 @@ def load_audio(
         return samples, duration
     finally:
         container.close()
-
-
-def _check_file(path: Path) -> None:
-    name = str(path)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise MediaError(f"file not found: {name}") from None
-    except OSError as exc:
-        raise MediaError(f"cannot read {name}: {exc.strerror or exc}") from None
-    if path.is_dir():
-        raise MediaError(f"not a file: {name}")
-    if size == 0:
-        raise MediaError(f"empty file: {name}")
 
 
 def _decode(container, stream, sample_rate: int, limit: int | None) -> tuple[np.ndarray, bool, int]:  # type: ignore[no-untyped-def]
