@@ -141,7 +141,8 @@ def clean_text(raw: str) -> str:
 # ------------------------------------------------------------------------------------ hashtags and emoji
 
 # A hashtag: '#' not inside a word, URL or entity, then word characters with at least one letter (#1 is no tag).
-_HASHTAG = re.compile(r"(?<![\w#&/])#(?=\w*[^\W\d])\w+")
+HASHTAG = re.compile(r"(?<![\w#&/])#(?=\w*[^\W\d])\w+")  # '#' not inside a word, URL or entity, then a word with a letter
+_HASHTAG = HASHTAG
 _SPACED_HASH = re.compile(r"(?<![\w#&/])#[ \t]+(?=[^\W\d_])")
 _MULTI_HASH = re.compile(r"(?<![\w#&/])#{2,}(?=[^\W\d_])")
 _MULTI_AT = re.compile(r"(?<![\w@])@{2,}(?=\w)")
