@@ -7,12 +7,12 @@ BIN    := $(VENV)/bin
 # PyTorch: the CPU wheel pinned by version (a bare `torch` would pull a multi-GB CUDA build). See DEVELOPERS.md.
 TORCH  ?= torch==2.13.0
 # Debian packages the tests and examples use (installed with apt-get when root).
-APT_PACKAGES := tesseract-ocr tesseract-ocr-eng
+APT_PACKAGES := tesseract-ocr tesseract-ocr-eng chromium  # Java (METEOR, the PTB reference) comes with the machine image
 
 .PHONY: help setup run test lint clean-outputs distclean
 
 help:
-	@echo "make run    - set up .venv (first time ~1 min), make the example media, run captionkit on examples/posts.csv"
+	@echo "make run    - set up .venv (first time ~2 min), make the example media, describe + write posts for examples/posts.csv, compare two systems"
 	@echo "make test   - set up .venv (first time on a machine: + ~7 min to build llama-cpp-python once), then run the tests (~2 min)"
 	@echo "make lint   - ruff over src/ and tests/"
 
@@ -40,6 +40,11 @@ run: setup
 	$(BIN)/captionkit run examples/posts.csv --out out/examples --formats csv,parquet,xlsx --retries 1
 	@echo "==> results: out/examples/results.{jsonl,csv,parquet,xlsx}; summary:"
 	@cat out/examples/summary.md
+	@echo "==> a second system: the same descriptions written as Instagram captions (captionkit write)"
+	$(BIN)/captionkit write out/examples --out out/examples-instagram --platform instagram --no-progress
+	@echo "==> comparing both systems' posts with the tweets' real text (captionkit eval; report in out/examples-report/)"
+	$(BIN)/captionkit eval -p x=out/examples -p instagram=out/examples-instagram --field posts -r out/examples \
+		--metrics coco,sacrebleu,posts --platform x --out out/examples-report
 
 # llama-cpp-python[server] for the real-server tests of the OpenAI-compatible writer: the wheel is built once
 # (4-7 min on 2 cores) into ~/.cache/captionkit-build and reused by every clone; later installs take ~2 s.

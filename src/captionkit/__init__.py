@@ -10,7 +10,7 @@ from captionkit.records import Item, ItemResult, MediaRef, StageError, VideoVari
 __version__ = "0.1.0"
 
 # The API functions import the media and I/O stacks; load them on first use so `import captionkit` is cheap.
-_API = {"describe", "run", "write", "read_dataset", "RunConfig", "Pipeline"}
+_API = {"describe", "run", "write", "read_dataset", "RunConfig", "Pipeline", "evaluate"}
 
 
 def __getattr__(name: str) -> Any:
@@ -21,6 +21,10 @@ def __getattr__(name: str) -> Any:
             from captionkit.pipeline.core import Pipeline
 
             return Pipeline
+        if name == "evaluate":
+            from captionkit.eval.evaluate import evaluate
+
+            return evaluate
         return getattr(api, name)
     raise AttributeError(f"module 'captionkit' has no attribute {name!r}")
 

@@ -1,0 +1,1 @@
+"""Evaluation: caption metrics equal to the COCO reference code, semantic similarity, post checks, reports."""
