@@ -42,6 +42,7 @@ _state = {"debug": False}
 # Register the commands (import for side effects, after `app` exists).
 from captionkit.cli import data as _data  # noqa: E402,F401
 from captionkit.cli import eval as _eval  # noqa: E402,F401
+from captionkit.cli import synth as _synth  # noqa: E402,F401
 from captionkit.cli import models as _models  # noqa: E402,F401
 from captionkit.cli import pipeline as _pipeline  # noqa: E402,F401
 from captionkit.cli import prepare as _prepare  # noqa: E402,F401
