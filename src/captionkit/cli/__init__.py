@@ -43,6 +43,9 @@ _state = {"debug": False}
 from captionkit.cli import data as _data  # noqa: E402,F401
 from captionkit.cli import eval as _eval  # noqa: E402,F401
 from captionkit.cli import synth as _synth  # noqa: E402,F401
+from captionkit.cli.train import train_app as _train_app  # noqa: E402
+
+app.add_typer(_train_app, name="train")
 from captionkit.cli import models as _models  # noqa: E402,F401
 from captionkit.cli import pipeline as _pipeline  # noqa: E402,F401
 from captionkit.cli import prepare as _prepare  # noqa: E402,F401
