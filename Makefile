@@ -9,11 +9,12 @@ TORCH  ?= torch==2.13.0
 # Debian packages the tests and examples use (installed with apt-get when root).
 APT_PACKAGES := tesseract-ocr tesseract-ocr-eng chromium  # Java (METEOR, the PTB reference) comes with the machine image
 
-.PHONY: help setup run test lint clean-outputs distclean
+.PHONY: help setup run test proofs lint clean-outputs distclean
 
 help:
 	@echo "make run    - set up .venv (first time ~2 min), make the example media, describe + write posts for examples/posts.csv, compare two systems"
 	@echo "make test   - set up .venv (first time on a machine: + ~7 min to build llama-cpp-python once), then run the tests (~2 min)"
+	@echo "make proofs - train each trainer from a random small model on synthetic data; writes docs/proofs.md (<= 10 min each)"
 	@echo "make lint   - ruff over src/ and tests/"
 
 $(BIN)/python:
@@ -56,6 +57,10 @@ $(VENV)/.llama-cpp: scripts/llama-cpp-wheel.sh $(VENV)/.installed
 test: setup $(VENV)/.llama-cpp
 	@echo "==> running the tests (pytest; a few minutes on 2 cores)"
 	$(BIN)/python -m pytest -q
+
+proofs: setup
+	@echo "==> learning proofs: each trainer from a random small model on \`captionkit synth\` data (<= 10 min each)"
+	$(BIN)/python -m captionkit.training.proofs --out out/proofs --docs docs/proofs.md
 
 lint: setup
 	$(BIN)/ruff check src tests
