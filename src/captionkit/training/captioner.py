@@ -24,7 +24,6 @@ stage's GenerationOptions, and are scored by ``captionkit.eval.evaluate``.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import logging
 import math
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from captionkit.errors import ConfigError, DatasetError
+from captionkit.training.common import TrainConfig
 from captionkit.training.writer import (
     CHECKPOINT_PREFIX,
     LOWER_IS_BETTER,
@@ -67,7 +67,7 @@ COCO_REWARDS = {"CIDEr": "CIDEr", "CIDEr-D": "CIDEr", "ROUGE-L": "ROUGE-L", "MET
 
 
 @dataclass
-class CaptionerTrainConfig:
+class CaptionerTrainConfig(TrainConfig):
     """One captioner training run. ``from_preset`` takes a YAML file of these keys plus overrides."""
 
     data: str | None = None
@@ -107,40 +107,6 @@ class CaptionerTrainConfig:
     save_total_limit: int | None = 2
     resume: bool = False
     progress: bool = True
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> CaptionerTrainConfig:
-        unknown = sorted(set(values) - set(cls.field_names()))
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: "
-                              f"{', '.join(cls.field_names())}")
-        return cls(**values)
-
-    @classmethod
-    def from_preset(cls, preset: str | Path | None = None, **overrides: Any) -> CaptionerTrainConfig:
-        """A YAML file of settings with ``overrides`` (None values ignored)."""
-        values: dict[str, Any] = {}
-        if preset:
-            import yaml
-
-            path = Path(preset).expanduser()
-            if not path.is_file():
-                raise ConfigError(f"--preset {preset}: no such YAML file")
-            try:
-                values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            except (OSError, yaml.YAMLError) as exc:
-                raise ConfigError(f"--preset {path}: cannot read it as YAML ({exc})") from None
-            if not isinstance(values, dict):
-                raise ConfigError(f"--preset {path}: must hold a mapping of settings")
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_dict(values, source=f"--preset {preset}" if preset else "config")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def validate(self) -> None:
         if not self.data:

@@ -37,7 +37,6 @@ template's end-of-turn text follow, and only answer tokens (gpt turns) carry a l
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import logging
 import math
@@ -50,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from captionkit.errors import ConfigError, DatasetError
+from captionkit.training.common import TrainConfig
 from captionkit.training.writer import (
     CHECKPOINT_PREFIX,
     CONFIG_FILE,
@@ -108,7 +108,7 @@ CHATML_TEMPLATE = (
 
 
 @dataclass
-class ProjectorTrainConfig:
+class ProjectorTrainConfig(TrainConfig):
     """One stage of LLaVA-style training. Stage 1 needs ``vision`` + ``lm`` (or ``init``); stage 2 ``init``."""
 
     data: str | None = None
@@ -151,24 +151,9 @@ class ProjectorTrainConfig:
     progress: bool = True
 
     @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> ProjectorTrainConfig:
-        unknown = sorted(set(values) - set(cls.field_names()))
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: "
-                              f"{', '.join(cls.field_names())}")
-        return cls(**values)
-
-    @classmethod
     def from_options(cls, **values: Any) -> ProjectorTrainConfig:
         """The config from keyword options; None values keep the defaults."""
         return cls.from_dict({k: v for k, v in values.items() if v is not None})
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     @property
     def metric(self) -> str:

@@ -22,7 +22,6 @@ folder (or the merged/full model) that ``captionkit write --writer <folder>`` lo
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import logging
 import math
@@ -38,13 +37,13 @@ from typing import Any
 
 from captionkit.errors import ConfigError, DatasetError
 from captionkit.extras import available, require
+from captionkit.training.common import PRESETS_DIR, TrainConfig, preset_names, read_yaml_preset  # noqa: F401
 
 log = logging.getLogger("captionkit")
 
 METHODS: tuple[str, ...] = ("lora", "qlora", "llama-adapter", "full")
 SCHEDULERS: tuple[str, ...] = ("cosine", "linear", "constant")
 OPTIMIZERS: tuple[str, ...] = ("adamw", "paged_adamw_8bit")
-PRESETS_DIR = Path(__file__).parent / "presets"
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "training_state.pt"
 CONFIG_FILE = "train_config.json"
@@ -70,7 +69,7 @@ DEFAULT_TARGETS: dict[str, list[str]] = {
 
 
 @dataclass
-class WriterTrainConfig:
+class WriterTrainConfig(TrainConfig):
     """Everything one writer training run needs. Load from a preset with :meth:`from_preset`."""
 
     data: str | None = None
@@ -113,28 +112,6 @@ class WriterTrainConfig:
     val_data: str | None = None  # None: the ``.val`` file beside ``data`` when it exists
     resume: bool = False
     progress: bool = True
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> WriterTrainConfig:
-        unknown = sorted(set(values) - set(cls.field_names()))
-        if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: "
-                              f"{', '.join(cls.field_names())}")
-        return cls(**values)
-
-    @classmethod
-    def from_preset(cls, preset: str | Path | None = None, **overrides: Any) -> WriterTrainConfig:
-        """A preset (a name in ``training/presets`` or a YAML file) with ``overrides`` (None values ignored)."""
-        values = load_preset(preset) if preset else {}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_dict(values, source=f"--preset {preset}" if preset else "config")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def validate(self) -> None:
         if not self.data:
@@ -187,32 +164,9 @@ def check_qlora_possible(device: str = "auto") -> None:
                           "; use --method lora (same adapter, full-precision base) on this machine")
 
 
-def preset_names() -> list[str]:
-    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
-
-
 def load_preset(preset: str | Path) -> dict[str, Any]:
-    """A preset's keys: ``preset`` is a name (``adobe-lora``) or a YAML file. Unknown keys raise ConfigError."""
-    import yaml
-
-    path = Path(preset).expanduser()
-    if not path.is_file():
-        named = PRESETS_DIR / f"{preset}.yaml"
-        if not named.is_file():
-            raise ConfigError(f"--preset {preset}: no such file, and not a preset name; presets: "
-                              f"{', '.join(preset_names())}")
-        path = named
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"--preset {path}: cannot read it as YAML ({exc})") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"--preset {path}: must hold a mapping of settings, not {type(values).__name__}")
-    unknown = sorted(set(values) - set(WriterTrainConfig.field_names()))
-    if unknown:
-        raise ConfigError(f"--preset {path}: unknown key(s) {', '.join(map(str, unknown))}; known keys: "
-                          f"{', '.join(WriterTrainConfig.field_names())}")
-    return values
+    """A writer preset's keys: ``preset`` is a name (``adobe-lora``) or a YAML file. Unknown keys raise ConfigError."""
+    return read_yaml_preset(preset, WriterTrainConfig.field_names())
 
 
 # ------------------------------------------------------------------------------------------------ data
