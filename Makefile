@@ -13,7 +13,7 @@ APT_PACKAGES := tesseract-ocr tesseract-ocr-eng chromium  # Java (METEOR, the PT
 
 help:
 	@echo "make run    - set up .venv (first time ~2 min), make the example media, describe + write posts for examples/posts.csv, compare two systems"
-	@echo "make test   - set up .venv (first time on a machine: + ~7 min to build llama-cpp-python once), then run the tests (~2 min)"
+	@echo "make test   - set up .venv (first time on a machine: + ~7 min to build llama-cpp-python once), then run the tests (~3 min)"
 	@echo "make proofs - train each trainer from a random small model on synthetic data; writes docs/proofs.md (<= 10 min each)"
 	@echo "make lint   - ruff over src/ and tests/"
 

@@ -34,13 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from captionkit.errors import ConfigError, DatasetError
-from captionkit.training.common import TrainConfig
+from captionkit.training.common import TrainConfig, log_step, record_eval
 from captionkit.training.writer import (
     CHECKPOINT_PREFIX,
-    LOWER_IS_BETTER,
     STATE_FILE,
     MetricsLog,
-    _better,
     _prune,
     _rng_state,
     _set_rng_state,
@@ -677,11 +675,7 @@ def train_captioner(cfg: CaptionerTrainConfig) -> CaptionerTrainResult:
                 batch_in_epoch += 1
                 row = {"step": step, "epoch": round(epoch + batch_in_epoch / len(batches), 4),
                        "loss": float(loss.detach()), "lr": lr, "grad_norm": float(grad_norm), **row_extra}
-                history.append(row)
-                metrics.step(row)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{row['loss']:.4f}")
+                log_step(row, history, metrics, bar)
                 epoch_done = batch_in_epoch >= len(batches)
                 if epoch_done:
                     epoch, batch_in_epoch = epoch + 1, 0
@@ -690,19 +684,11 @@ def train_captioner(cfg: CaptionerTrainConfig) -> CaptionerTrainResult:
                         if captioner is None:
                             captioner = make_captioner(cm, folder / "model")
                         scores = evaluate_epoch(cm, captioner, val_pairs, val_images, cfg)
-                        scores.update(step=step, epoch=epoch)
-                        evals.append({k: v for k, v in scores.items() if k != "samples"})
-                        metrics.eval(scores)
-                        key = "val_loss" if cfg.best_metric in LOWER_IS_BETTER else cfg.best_metric
-                        value = scores.get(key)
-                        if value is None:
-                            raise ConfigError(f"--best-metric {cfg.best_metric!r}: evaluation has no such metric; "
-                                              f"it has {', '.join(k for k in scores if k != 'samples')}")
-                        if _better(cfg.best_metric, value, best_value):
-                            best_value, bad_epochs = value, 0
-                            cm.save(out / "best")
-                            (out / "best" / "best.json").write_text(json.dumps(
-                                {"step": step, "epoch": epoch, "metric": cfg.best_metric, "value": value}) + "\n")
+                        best_value, improved = record_eval(
+                            scores, step=step, epoch=epoch, metric=cfg.best_metric, best_value=best_value,
+                            evals=evals, metrics=metrics, out=out, save_best=cm.save)
+                        if improved:
+                            bad_epochs = 0
                         else:
                             bad_epochs += 1
                             if cfg.early_stopping_patience and bad_epochs >= cfg.early_stopping_patience:

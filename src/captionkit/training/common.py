@@ -64,3 +64,42 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+
+LOWER_IS_BETTER = {"loss", "val_loss"}
+
+
+def better(metric: str, value: float, best: float | None) -> bool:
+    if best is None:
+        return True
+    return value < best if metric in LOWER_IS_BETTER else value > best
+
+
+def log_step(row: dict[str, Any], history: list[dict[str, Any]], metrics: Any, bar: Any) -> None:
+    """Record one optimizer step: the in-memory history, metrics.csv/jsonl, and the progress bar."""
+    history.append(row)
+    metrics.step(row)
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{row['loss']:.4f}")
+
+
+def record_eval(scores: dict[str, Any], *, step: int, epoch: int, metric: str, best_value: float | None,
+                evals: list[dict[str, Any]], metrics: Any, save_best: Any, out: Path) -> tuple[float | None, bool]:
+    """Log an epoch's evaluation and keep ``out/best`` when ``metric`` improved: (best value, improved?)."""
+    import json
+
+    scores.update(step=step, epoch=epoch)
+    evals.append({k: v for k, v in scores.items() if k != "samples"})
+    metrics.eval(scores)
+    key = "val_loss" if metric in LOWER_IS_BETTER else metric
+    value = scores.get(key)
+    if value is None:
+        raise ConfigError(f"--best-metric {metric!r}: evaluation has no such metric; it has "
+                          f"{', '.join(k for k in scores if k != 'samples')}")
+    if not better(metric, value, best_value):
+        return best_value, False
+    save_best(out / "best")
+    (out / "best" / "best.json").write_text(json.dumps(
+        {"step": step, "epoch": epoch, "metric": metric, "value": value}) + "\n")
+    return value, True

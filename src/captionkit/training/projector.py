@@ -49,18 +49,16 @@ from pathlib import Path
 from typing import Any
 
 from captionkit.errors import ConfigError, DatasetError
-from captionkit.training.common import TrainConfig
+from captionkit.training.common import TrainConfig, log_step, record_eval
 from captionkit.training.writer import (
     CHECKPOINT_PREFIX,
     CONFIG_FILE,
     DEFAULT_TARGETS,
-    LOWER_IS_BETTER,
     SCHEDULERS,
     STATE_FILE,
     MetricsLog,
     TrainResult,
     _batches,
-    _better,
     _oom,
     _prune,
     _quiet_peft,
@@ -784,28 +782,15 @@ def train_projector(cfg: ProjectorTrainConfig) -> TrainResult:
                 window_in_epoch += 1
                 row = {"step": step, "epoch": round(epoch + window_in_epoch / len(windows), 4), "loss": loss_sum,
                        "lr": lr, "grad_norm": float(grad_norm)}
-                history.append(row)
-                metrics.step(row)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss_sum:.4f}")
+                log_step(row, history, metrics, bar)
                 epoch_done = window_in_epoch >= len(windows)
                 if epoch_done:
                     epoch, window_in_epoch = epoch + 1, 0
                     if val and cfg.eval_every_epoch:
                         scores = evaluate_epoch(model, processor, val, cfg, device)
-                        scores.update(step=step, epoch=epoch)
-                        evals.append({k: v for k, v in scores.items() if k != "samples"})
-                        metrics.eval(scores)
-                        key = "val_loss" if cfg.metric in LOWER_IS_BETTER else cfg.metric
-                        if scores.get(key) is None:
-                            raise ConfigError(f"best_metric {cfg.metric!r}: evaluation has no such metric; it has "
-                                              f"{', '.join(k for k in scores if k != 'samples')}")
-                        if _better(cfg.metric, scores[key], best_value):
-                            best_value = scores[key]
-                            save_llava(model, processor, out / "best")
-                            (out / "best" / "best.json").write_text(json.dumps(
-                                {"step": step, "epoch": epoch, "metric": cfg.metric, "value": best_value}) + "\n")
+                        best_value, _ = record_eval(
+                            scores, step=step, epoch=epoch, metric=cfg.metric, best_value=best_value, evals=evals,
+                            metrics=metrics, out=out, save_best=lambda f: save_llava(model, processor, f))
                 if epoch_done or (cfg.save_steps and step % cfg.save_steps == 0) or step >= total_steps:
                     checkpoint()
                 if epoch_done:

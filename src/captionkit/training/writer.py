@@ -37,7 +37,15 @@ from typing import Any
 
 from captionkit.errors import ConfigError, DatasetError
 from captionkit.extras import available, require
-from captionkit.training.common import PRESETS_DIR, TrainConfig, preset_names, read_yaml_preset  # noqa: F401
+from captionkit.training.common import (  # noqa: F401  (re-exported for the other trainers)
+    LOWER_IS_BETTER,
+    PRESETS_DIR,
+    TrainConfig,
+    log_step,
+    preset_names,
+    read_yaml_preset,
+    record_eval,
+)
 
 log = logging.getLogger("captionkit")
 
@@ -47,7 +55,6 @@ OPTIMIZERS: tuple[str, ...] = ("adamw", "paged_adamw_8bit")
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "training_state.pt"
 CONFIG_FILE = "train_config.json"
-LOWER_IS_BETTER = {"loss", "val_loss"}
 SKIP_TOO_LONG = "prompt longer than max_length"
 
 # Default LoRA targets per config.model_type (the attention projections); peft's own table is the fallback.
@@ -688,15 +695,6 @@ def evaluate_epoch(model: Any, tokenizer: Any, val: list[Example], val_rows: lis
     return scores
 
 
-def _better(metric: str, value: float, best: float | None) -> bool:
-    if best is None:
-        return True
-    return value < best if metric in LOWER_IS_BETTER else value > best
-
-
-# ------------------------------------------------------------------------------------------------ training
-
-
 def default_val_path(data: str | Path) -> Path | None:
     from captionkit.prepare import val_path
 
@@ -808,29 +806,16 @@ def train_writer(cfg: WriterTrainConfig) -> TrainResult:
                 window_in_epoch += 1
                 row = {"step": step, "epoch": round(epoch + window_in_epoch / len(windows), 4), "loss": loss_sum,
                        "lr": lr, "grad_norm": float(grad_norm)}
-                history.append(row)
-                metrics.step(row)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss_sum:.4f}")
+                log_step(row, history, metrics, bar)
                 epoch_done = window_in_epoch >= len(windows)
                 if epoch_done:
                     epoch, window_in_epoch = epoch + 1, 0
                     if val_examples and cfg.eval_every_epoch:
                         scores = evaluate_epoch(model, tokenizer, val_examples, val_rows, cfg, device)
-                        scores.update(step=step, epoch=epoch)
-                        evals.append({k: v for k, v in scores.items() if k != "samples"})
-                        metrics.eval(scores)
-                        key = "val_loss" if cfg.best_metric in LOWER_IS_BETTER else cfg.best_metric
-                        value = scores.get(key)
-                        if value is None:
-                            raise ConfigError(f"best_metric {cfg.best_metric!r}: evaluation has no such metric; "
-                                              f"it has {', '.join(k for k in scores if k != 'samples')}")
-                        if _better(cfg.best_metric, value, best_value):
-                            best_value = value
-                            save_model(model, tokenizer, out / "best", merge=cfg.merge or cfg.method == "full")
-                            (out / "best" / "best.json").write_text(json.dumps(
-                                {"step": step, "epoch": epoch, "metric": cfg.best_metric, "value": value}) + "\n")
+                        best_value, _ = record_eval(
+                            scores, step=step, epoch=epoch, metric=cfg.best_metric, best_value=best_value,
+                            evals=evals, metrics=metrics, out=out,
+                            save_best=lambda f: save_model(model, tokenizer, f, merge=cfg.merge or cfg.method == "full"))
                 if epoch_done or (cfg.save_steps and step % cfg.save_steps == 0) or step >= total_steps:
                     checkpoint()
                 if epoch_done:
