@@ -12,6 +12,7 @@ from captionkit.training.captioner import (
     CaptionerTrainConfig,
     CaptionModel,
     Reward,
+    advantages,
     ce_loss,
     read_pairs,
     scst_loss,
@@ -105,11 +106,18 @@ def test_scst_reward_baseline_mechanics(synth, ved):
                             max_new_tokens=6)
     loss.backward()
     assert torch.isfinite(loss) and {"reward_greedy", "reward_sample"} <= set(stats)
-    # One advantage sign check by hand: with a positive advantage the gradient raises log p of the sample.
-    adv = torch.tensor([1.0])
-    logp = torch.tensor([-2.0], requires_grad=True)
-    (-(adv * logp).mean()).backward()
-    assert logp.grad.item() < 0  # gradient descent increases logp
+    loss_mean, stats_mean = scst_loss(cm, pv, [p.references for p in pairs[:2]], reward, samples=3, top_p=0.9,
+                                      max_new_tokens=6, baseline="mean")
+    assert torch.isfinite(loss_mean) and "reward_greedy" not in stats_mean
+
+
+def test_scst_advantages():
+    import numpy as np
+
+    r_sample = np.array([1.0, 2.0, 3.0, 10.0, 10.0, 10.0])  # two images, three samples each
+    assert advantages(r_sample, np.array([2.0, 4.0]), 3).tolist() == [-1.0, 0.0, 1.0, 6.0, 6.0, 6.0]
+    # mean of the other samples: 1 - 2.5, 2 - 2, 3 - 1.5; identical samples have no advantage
+    assert advantages(r_sample, None, 3).tolist() == [-1.5, 0.0, 1.5, 0.0, 0.0, 0.0]
 
 
 def test_scst_training_run(synth, ved, tmp_path):
@@ -188,3 +196,16 @@ def test_blip_and_git_train_one_step_with_scst_and_load(synth, tmp_path, builder
 
     image = Image.open(next((synth.out_dir / "images").glob("*.png"))).convert("RGB")
     assert len(load_captioner(str(result.final)).caption([image])) == 1
+
+
+def test_reference_targets_are_drawn_per_epoch_and_reproducible():
+    from captionkit.training.captioner import Pair, target
+
+    pair = Pair("a", "a.png", "one", ["one", "two", "three", "four"])
+    refs = CaptionerTrainConfig(targets="references", seed=3)
+    drawn = [target(pair, 7, epoch, refs) for epoch in range(12)]
+    assert set(drawn) <= set(pair.references) and len(set(drawn)) > 1
+    assert drawn == [target(pair, 7, epoch, refs) for epoch in range(12)]  # same seed, same draws (resume)
+    assert target(pair, 7, 0, CaptionerTrainConfig()) == "one"
+    with pytest.raises(ConfigError, match="--targets"):
+        CaptionerTrainConfig(data="d", model="m", output_dir="o", targets="all").validate()

@@ -150,6 +150,11 @@ def captioner(
     scst_top_p: Optional[float] = typer.Option(None, "--scst-top-p", help="Nucleus sampling for SCST rollouts."),
     scst_reward: Optional[str] = typer.Option(None, "--scst-reward", help="CIDEr (CIDEr-D), BLEU-1..4, ROUGE-L "
                                               "or METEOR. [default: CIDEr]"),
+    targets: Optional[str] = typer.Option(None, "--targets", help="caption (each image's caption) or references (a "
+                                          "random one of its references each epoch, as COCO training does). "
+                                          "[default: caption]"),
+    scst_baseline: Optional[str] = typer.Option(None, "--scst-baseline", help="greedy (the greedy caption's "
+                                                "reward) or mean (the image's other samples). [default: greedy]"),
     scst_weight: Optional[str] = typer.Option(None, "--scst-weight", help="SCST share of the loss, START or "
                                               "START:END (linear over training; the rest is cross-entropy)."),
     eval_every_epoch: Optional[bool] = typer.Option(None, "--eval/--no-eval", help="Score validation each epoch."),
@@ -177,7 +182,7 @@ def captioner(
         lr=lr, scheduler=scheduler, freeze=freeze, train_last_n_decoder_blocks=last_n,
         scheduled_sampling=scheduled_sampling, augment=augment, augment_hflip=hflip, early_stopping_patience=patience,
         best_metric=best_metric, scst=scst, scst_samples=scst_samples, scst_top_p=scst_top_p,
-        scst_reward=scst_reward, scst_weight_start=w_start, scst_weight_end=w_end,
+        scst_reward=scst_reward, scst_baseline=scst_baseline, targets=targets, scst_weight_start=w_start, scst_weight_end=w_end,
         eval_every_epoch=eval_every_epoch, eval_max_new_tokens=eval_max_new_tokens, seed=seed, device=device,
         resume=resume or None,
     )

@@ -6,12 +6,14 @@ COCO captions file (``images`` + ``annotations``; the first annotation of an ima
 them its references). Rows whose image cannot be read are skipped and counted (``TrainResult.skipped_images``);
 rows missing fields raise DatasetError naming them. Without ``val_data`` the rows with split ``val`` validate.
 
-Training is teacher forcing (cross-entropy on ``[start] caption [eos]``), optionally with scheduled sampling
+Training is teacher forcing (cross-entropy on ``[start] caption [eos]``; with ``targets: references`` each image
+is trained on one of its references drawn anew each epoch, as COCO training does), optionally with scheduled sampling
 (a share of gold input tokens replaced by the model's own greedy predictions from a first, gradient-free pass),
 light augmentation (small random resized crop and colour jitter; horizontal flip only when asked, since captions
 name positions), freezing (encoder, decoder, or all decoder blocks but the last N), and self-critical sequence
-training (SCST: K sampled captions per image, the greedy caption as baseline, reward CIDEr-D with document
-frequencies from the training references, loss ``-(r_sample - r_greedy) * logprob(sample)``, mixed with
+training (SCST: K sampled captions per image drawn with dropout off, the greedy caption as baseline (or, with
+``scst_baseline: mean``, the mean reward of the image's other samples), reward CIDEr-D with document
+frequencies from the training references, loss ``-(r_sample - baseline) * logprob(sample)``, mixed with
 cross-entropy by a weight going linearly from ``scst_weight_start`` to ``scst_weight_end``).
 
 Outputs mirror the writer trainer: metrics.csv/jsonl, eval.jsonl, ``checkpoint-<step>/`` (model + processor +
@@ -55,6 +57,8 @@ FREEZE: tuple[str, ...] = ("none", "encoder", "decoder")
 BACKENDS: tuple[str, ...] = ("vision_encoder_decoder", "blip", "git")
 CONFIG_FILE = "train_config.json"
 VAL_SPLITS = {"val", "validation", "dev"}
+SCST_BASELINES: tuple[str, ...] = ("greedy", "mean")
+TARGETS: tuple[str, ...] = ("caption", "references")
 IMAGE_KEYS = ("image", "file", "file_name", "path")
 CAPTION_KEYS = ("caption", "text")
 COCO_REWARDS = {"CIDEr": "CIDEr", "CIDEr-D": "CIDEr", "ROUGE-L": "ROUGE-L", "METEOR": "METEOR",
@@ -84,6 +88,7 @@ class CaptionerTrainConfig(TrainConfig):
     max_length: int = 40  # caption tokens including start and end
     freeze: str = "none"
     train_last_n_decoder_blocks: int | None = None
+    targets: str = "caption"  # caption (each image's caption) or references (a random reference per image per epoch)
     scheduled_sampling: float = 0.0
     augment: bool = False
     augment_hflip: bool = False
@@ -93,6 +98,7 @@ class CaptionerTrainConfig(TrainConfig):
     scst_samples: int = 4
     scst_top_p: float = 0.9
     scst_reward: str = "CIDEr"  # CIDEr (CIDEr-D) or BLEU-1..4, ROUGE-L, METEOR (per-item coco scores)
+    scst_baseline: str = "greedy"  # greedy (Rennie et al. 2017) or mean (of the image's other samples; Luo 2020)
     scst_weight_start: float = 1.0
     scst_weight_end: float = 1.0
     scst_max_new_tokens: int = 20
@@ -136,6 +142,12 @@ class CaptionerTrainConfig(TrainConfig):
         for name in ("scst_weight_start", "scst_weight_end"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1]")
+        if self.targets not in TARGETS:
+            raise ConfigError(f"--targets {self.targets!r}: use one of {', '.join(TARGETS)}")
+        if self.scst_baseline not in SCST_BASELINES:
+            raise ConfigError(f"--scst-baseline {self.scst_baseline!r}: use one of {', '.join(SCST_BASELINES)}")
+        if self.scst_baseline == "mean" and self.scst_samples < 2:
+            raise ConfigError("--scst-baseline mean needs --scst-samples >= 2 (the baseline is the other samples' mean)")
         if self.scst_reward not in COCO_REWARDS:
             raise ConfigError(f"--scst-reward {self.scst_reward!r}: use one of {', '.join(COCO_REWARDS)}")
 
@@ -462,24 +474,42 @@ class Reward:
         return np.array([per_item.get(i, 0.0) for i in range(len(candidates))], dtype=np.float64)
 
 
+def advantages(r_sample: Any, r_greedy: Any | None, samples: int) -> Any:
+    """Per-sample advantages; ``r_sample`` holds each image's ``samples`` rewards in a row. The baseline is the
+    image's greedy reward, or (``r_greedy`` None) the mean of the image's other samples."""
+    if r_greedy is not None:
+        return r_sample - r_greedy.repeat(samples)  # numpy repeat: each image's value ``samples`` times in a row
+    per_image = r_sample.reshape(-1, samples)
+    return (per_image - (per_image.sum(1, keepdims=True) - per_image) / (samples - 1)).reshape(-1)
+
+
 def scst_loss(cm: CaptionModel, pixel_values: Any, references: list[list[str]], reward: Reward, samples: int,
-              top_p: float, max_new_tokens: int) -> tuple[Any, dict[str, float]]:
-    """Self-critical loss ``mean(-(r_sample - r_greedy) * logprob(sample))`` and its reward statistics."""
+              top_p: float, max_new_tokens: int, baseline: str = "greedy") -> tuple[Any, dict[str, float]]:
+    """Self-critical loss ``mean(-(r_sample - b) * logprob(sample))`` and its reward statistics.
+
+    ``b`` is the reward of the greedy caption (``greedy``) or the mean reward of the image's other samples
+    (``mean``). Rollouts are drawn and scored with dropout off, so the gradient is that of the policy sampled.
+    """
     import torch
 
     was_training = cm.model.training
     cm.model.eval()
-    with torch.no_grad():
-        greedy = cm.generate(pixel_values, max_new_tokens)
-        sampled = cm.generate(pixel_values, max_new_tokens, sample=samples, top_p=top_p)
-    cm.model.train(was_training)
-    r_greedy = reward(cm.decode(greedy), references)
-    refs_k = [r for r in references for _ in range(samples)]
-    r_sample = reward(cm.decode(sampled), refs_k)
-    advantage = torch.tensor(r_sample - r_greedy.repeat(samples), dtype=torch.float32, device=pixel_values.device)
-    logp, _ = token_logprobs(cm, pixel_values.repeat_interleave(samples, 0), sampled)
-    loss = -(advantage * logp).mean()
-    return loss, {"reward_greedy": float(r_greedy.mean()), "reward_sample": float(r_sample.mean())}
+    try:
+        with torch.no_grad():
+            sampled = cm.generate(pixel_values, max_new_tokens, sample=samples, top_p=top_p)
+            greedy = cm.generate(pixel_values, max_new_tokens) if baseline == "greedy" else None
+        refs_k = [r for r in references for _ in range(samples)]
+        r_sample = reward(cm.decode(sampled), refs_k)
+        stats = {"reward_sample": float(r_sample.mean())}
+        r_greedy = reward(cm.decode(greedy), references) if greedy is not None else None
+        if r_greedy is not None:
+            stats["reward_greedy"] = float(r_greedy.mean())
+        advantage = torch.tensor(advantages(r_sample, r_greedy, samples), dtype=torch.float32,
+                                 device=pixel_values.device)
+        logp, _ = token_logprobs(cm, pixel_values.repeat_interleave(samples, 0), sampled)
+    finally:
+        cm.model.train(was_training)
+    return -(advantage * logp).mean(), stats
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
@@ -546,6 +576,14 @@ class CaptionerTrainResult:
     stopped_early: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
     evals: list[dict[str, Any]] = field(default_factory=list)
+
+
+def target(pair: Pair, index: int, epoch: int, cfg: CaptionerTrainConfig) -> str:
+    """The caption an image is trained on this epoch: its caption, or (``targets: references``) one of its
+    references drawn from (seed, epoch, index), so a resumed run draws the same ones."""
+    if cfg.targets == "caption" or len(pair.references) < 2:
+        return pair.caption
+    return random.Random(f"{cfg.seed}:{epoch}:{index}").choice(pair.references)
 
 
 def _load_weights(model: Any, folder: Path) -> None:
@@ -648,7 +686,7 @@ def train_captioner(cfg: CaptionerTrainConfig) -> CaptionerTrainResult:
                 if cfg.augment:
                     images = [augment_image(im, random, cfg.augment_hflip) for im in images]
                 pv = cm.pixel_values(images)
-                ids, mask = cm.encode([train_pairs[i].caption for i in b], cfg.max_length)
+                ids, mask = cm.encode([target(train_pairs[i], i, epoch, cfg) for i in b], cfg.max_length)
                 weight = 0.0
                 row_extra: dict[str, float] = {}
                 if reward is not None:
@@ -662,7 +700,7 @@ def train_captioner(cfg: CaptionerTrainConfig) -> CaptionerTrainResult:
                     row_extra["ce_loss"] = float(ce.detach())
                 if weight > 0.0 and reward is not None:
                     sl, stats = scst_loss(cm, pv, [train_pairs[i].references for i in b], reward, cfg.scst_samples,
-                                          cfg.scst_top_p, cfg.scst_max_new_tokens)
+                                          cfg.scst_top_p, cfg.scst_max_new_tokens, cfg.scst_baseline)
                     loss = loss + weight * sl
                     row_extra.update(stats, scst_loss=float(sl.detach()), scst_weight=weight)
                 loss.backward()

@@ -51,3 +51,37 @@ def build_scratch_lm(folder: Path, texts: Iterable[str], *, hidden: int = 192, l
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def build_scratch_captioner(folder: Path, texts: Iterable[str], *, image_size: int = 48, patch: int = 8,
+                            hidden: int = 128, encoder_layers: int = 2, decoder_layers: int = 2, heads: int = 4,
+                            max_positions: int = 64, vocab_size: int = 600, seed: int = 0) -> Path:
+    """A random ViT + GPT-2 ``VisionEncoderDecoderModel`` (the layout of nlpconnect/vit-gpt2-image-captioning)
+    with a BPE tokenizer trained on ``texts`` and a ViT image processor, saved to ``folder``."""
+    import torch
+    from transformers import (
+        GPT2Config,
+        VisionEncoderDecoderConfig,
+        VisionEncoderDecoderModel,
+        ViTConfig,
+        ViTImageProcessorPil,
+    )
+
+    tok = train_bpe_tokenizer(texts, vocab_size)
+    eos, pad = tok.eos_token_id, tok.pad_token_id
+    encoder = ViTConfig(hidden_size=hidden, intermediate_size=hidden * 4, num_hidden_layers=encoder_layers,
+                        num_attention_heads=heads, image_size=image_size, patch_size=patch)
+    decoder = GPT2Config(vocab_size=len(tok), n_embd=hidden, n_layer=decoder_layers, n_head=heads,
+                         n_positions=max_positions, bos_token_id=eos, eos_token_id=eos, pad_token_id=pad)
+    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
+    config.decoder_start_token_id, config.eos_token_id, config.pad_token_id = eos, eos, pad
+    torch.manual_seed(seed)
+    model = VisionEncoderDecoderModel(config)
+    model.generation_config.decoder_start_token_id = eos
+    model.generation_config.eos_token_id = eos
+    model.generation_config.pad_token_id = pad
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    ViTImageProcessorPil(size={"height": image_size, "width": image_size}).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
