@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from captionkit.errors import DatasetError
+from captionkit.errors import ConfigError, DatasetError
 from captionkit.training.captioner import (
     CaptionerTrainConfig,
     CaptionModel,

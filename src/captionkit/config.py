@@ -22,11 +22,38 @@ from captionkit.media.types import FramePolicy, ImageLimits
 from captionkit.models.settings import CaptionSettings, OCRSettings, SpeechSettings, WriteSettings
 
 DESCRIBE_STAGES = ("media", "facts", "caption", "ocr", "transcribe")
+ENGINES = ("local", "ray")
 DEFAULT_STAGES = (*DESCRIBE_STAGES, "write")
+
+
+@dataclass
+class RaySettings:
+    """Where ``--engine ray`` runs and how it spreads the work. Not in the fingerprint: like ``engine``, these
+    change how items are processed, never what comes out, so a run may resume with other values."""
+
+    address: str | None = None  # --address: ray://host:10001, host:6379, auto, local; None: $RAY_ADDRESS, else a running local cluster, else a new one
+    actors: int | None = None  # --ray-actors: pipelines (model copies) at work; default: one per GPU, else one per num_cpus CPUs
+    batch_size: int | None = None  # --ray-batch-size: items per actor call; default: the pipeline's batch size
+    num_cpus: float = 1.0  # CPUs reserved per actor
+    num_gpus: float | None = None  # --ray-gpus: GPUs per actor (0.5 = two actors share one); default: 1 when the cluster has GPUs
+    connect_timeout: float = 10.0  # seconds an --address may take to answer; a cluster silent this long mid-run is lost
+
+    def __post_init__(self) -> None:
+        for name, flag in (("actors", "--ray-actors"), ("batch_size", "--ray-batch-size")):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"ray: {name} ({flag}) must be >= 1 (got {value})")
+        if self.num_cpus < 0 or (self.num_gpus is not None and self.num_gpus < 0):
+            raise ConfigError("ray: num_cpus and num_gpus (--ray-gpus) must be >= 0")
+        if not self.connect_timeout > 0:
+            raise ConfigError(f"ray: connect_timeout must be > 0 (got {self.connect_timeout})")
+
+
 # YAML sections that map onto a settings record each.
 SECTIONS: dict[str, type] = {
     "frames": FramePolicy, "fetch": FetchPolicy, "limits": ImageLimits,
     "caption": CaptionSettings, "ocr": OCRSettings, "speech": SpeechSettings, "write": WriteSettings,
+    "ray": RaySettings,
 }
 
 
@@ -43,8 +70,12 @@ class RunConfig:
     write: WriteSettings = field(default_factory=WriteSettings)
     formats: list[str] = field(default_factory=lambda: ["jsonl"])
     max_attempts: int = 3  # an item that failed this many times is final and not retried on rerun
+    engine: str = "local"  # --engine: local (this process) or ray (a Ray cluster); a run may resume on either
+    ray: RaySettings = field(default_factory=RaySettings)
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ConfigError(f"engine (--engine) must be one of {', '.join(ENGINES)}, not {self.engine!r}")
         if self.max_attempts < 1:
             raise ConfigError("max_attempts (--max-attempts) must be >= 1")
         if not self.stages:
@@ -91,7 +122,10 @@ class RunConfig:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
 
     def fingerprint(self) -> str:
-        """Hash of what changes the outputs: a resumed run must use the same stages, frames and mapping."""
+        """Hash of what changes the outputs: a resumed run must use the same stages, frames and mapping.
+
+        ``engine``, ``ray``, ``fetch``, ``formats`` and ``max_attempts`` are left out on purpose: they change how
+        the items are processed or saved, not what each result holds."""
         d = self.to_dict()
         relevant = {k: d[k] for k in ("stages", "frames", "limits", "mapping", "caption", "ocr", "speech", "write")}
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]

@@ -49,6 +49,7 @@ app.add_typer(_train_app, name="train")
 from captionkit.cli import models as _models  # noqa: E402,F401
 from captionkit.cli import pipeline as _pipeline  # noqa: E402,F401
 from captionkit.cli import prepare as _prepare  # noqa: E402,F401
+from captionkit.cli import serve as _serve  # noqa: E402,F401
 from captionkit.cli import write as _write  # noqa: E402,F401
 
 

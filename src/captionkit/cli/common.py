@@ -138,13 +138,16 @@ _SECTIONS = {
 _SHARED = {"device": ("caption", "speech", "write"), "dtype": ("caption", "speech", "write")}  # one flag, several sections
 
 
-def build_config(config: Optional[Path] = None, *, maps: Optional[list[str]] = None,
+def build_config(config: Optional[Path | RunConfig] = None, *, maps: Optional[list[str]] = None,
                  opts: Optional[dict[str, Any]] = None, decoding: str = "caption", **top: Any) -> RunConfig:
-    """The YAML config (or defaults) with the given command-line flags laid over it.
+    """The YAML config (or defaults, or a config already read) with the given command-line flags laid over it.
 
     ``decoding`` names the section the plain decoding flags (--max-new-tokens, ...) belong to.
     """
-    cfg = RunConfig.from_yaml(config) if config else RunConfig()
+    if isinstance(config, RunConfig):
+        cfg = config
+    else:
+        cfg = RunConfig.from_yaml(config) if config else RunConfig()
     changes: dict[str, dict[str, Any]] = {}
     for flag, value in (opts or {}).items():
         if value is None:

@@ -1,4 +1,10 @@
-"""The local batch runner: streams a dataset through a :class:`Pipeline`, resumable and exactly-once.
+"""The batch runner: streams a dataset through a :class:`Pipeline`, resumable and exactly-once.
+
+The runner owns everything but the processing itself: the state store, which items are still to do, the
+commit of each result, results files, summary and progress. An *engine* turns the pending items into
+results: :class:`LocalEngine` calls ``Pipeline.process`` in this process, ``RayEngine``
+(``pipeline/ray_engine.py``) on the actors of a Ray cluster. Both commit to the same store, so a run
+started on one engine resumes on the other.
 
 Layout of an output directory::
 
@@ -14,11 +20,11 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from rich.console import Console
 
@@ -28,7 +34,7 @@ from captionkit.io.writers import write_records
 from captionkit.pipeline.core import Pipeline
 from captionkit.pipeline.store import StateStore
 from captionkit.progress import ItemProgress
-from captionkit.records import Item
+from captionkit.records import Item, ItemResult
 
 RESULTS = "results"
 PREVIEW = 20  # items shown in summary.md
@@ -78,20 +84,85 @@ class RunSummary:
         return "\n".join(lines) + "\n"
 
 
+@dataclass
+class Pending:
+    """An item still to do: its place in the dataset and which attempt at it this is (1 on its first run)."""
+
+    seq: int
+    item: Item
+    attempt: int
+
+
+class Engine(Protocol):
+    """Turns pending items into results. Entered once per run (connect, load) before the state is opened."""
+
+    def __enter__(self) -> Engine: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    @property
+    def notices(self) -> list[str]:
+        """What the stages want the user to know (e.g. a fallback model), once each."""
+        ...
+
+    def results(self, pending: Iterator[Pending]) -> Iterator[list[tuple[Pending, ItemResult]]]:
+        """Pull items from ``pending`` and yield their results as they finish, in any order and groups.
+
+        Each pending item gets exactly one result, unless the engine raises; the runner commits every
+        group before asking for the next, so what was yielded survives a crash of the engine."""
+        ...
+
+
+class LocalEngine:
+    """``--engine local``: ``Pipeline.process`` in this process, one batch of the pipeline's batch size at a time."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    def __enter__(self) -> LocalEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    @property
+    def notices(self) -> list[str]:
+        return self.pipeline.notices
+
+    def results(self, pending: Iterator[Pending]) -> Iterator[list[tuple[Pending, ItemResult]]]:
+        while batch := list(islice(pending, max(1, self.pipeline.batch_size))):
+            results = self.pipeline.process([p.item for p in batch], attempts=[p.attempt for p in batch])
+            yield list(zip(batch, results))
+
+
+def make_engine(config: RunConfig, pipeline: Pipeline | None = None) -> Engine:
+    """The engine ``config.engine`` names. The Ray engine builds its own pipeline (one per actor) from ``config``."""
+    if config.engine == "ray":
+        from captionkit.pipeline.ray_engine import RayEngine
+
+        return RayEngine(config)
+    return LocalEngine(pipeline or Pipeline.from_config(config))
+
+
 class Runner:
-    """Runs ``pipeline`` over a dataset into ``out_dir``; see the module docstring for the layout."""
+    """Runs a pipeline over a dataset into ``out_dir``; see the module docstring for the layout.
+
+    ``engine`` defaults to :class:`LocalEngine` over ``pipeline``; pass ``pipeline=None`` with an engine."""
 
     def __init__(
         self,
-        pipeline: Pipeline,
+        pipeline: Pipeline | None,
         out_dir: str | Path,
         config: RunConfig,
         *,
         restart: bool = False,
         progress: bool = True,
         console: Console | None = None,
+        engine: Engine | None = None,
     ) -> None:
-        self.pipeline = pipeline
+        if engine is None and pipeline is None:
+            raise ValueError("Runner needs a pipeline or an engine")
+        self.engine = engine or LocalEngine(pipeline)  # type: ignore[arg-type]
         self.out_dir = Path(out_dir)
         self.config = config
         self.restart = restart
@@ -100,8 +171,11 @@ class Runner:
 
     def run(self, dataset: Iterable[Item], total: int | None = None, name: str = "dataset") -> RunSummary:
         start = time.perf_counter()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        store = StateStore(self.out_dir / STATE)
+        with self.engine:  # first: an engine that cannot start (e.g. no cluster at --address) touches nothing
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            return self._run(StateStore(self.out_dir / STATE), dataset, total, name, start)
+
+    def _run(self, store: StateStore, dataset: Iterable[Item], total: int | None, name: str, start: float) -> RunSummary:
         try:
             store.begin(self.config.fingerprint(), name, restart=self.restart)
             summary = RunSummary(out_dir=str(self.out_dir))
@@ -115,7 +189,7 @@ class Runner:
             summary.done = store.count("done")
             summary.failed = store.count("failed")
             summary.failures = group_failures(store.results())
-            summary.notices = self.pipeline.notices
+            summary.notices = self.engine.notices
             summary.preview = [{"id": str(r["id"]), "brief": brief(r)} for r in islice(store.results(), PREVIEW)]
             summary.seconds = time.perf_counter() - start
             (self.out_dir / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
@@ -125,31 +199,30 @@ class Runner:
             store.close()
 
     def _stream(self, dataset: Iterable[Item], store: StateStore, sink: TextIO, bar: ItemProgress, summary: RunSummary) -> None:
-        pending: list[tuple[int, Item, int]] = []
+        for group in self.engine.results(self._pending(dataset, store, bar, summary)):
+            self._commit(group, store, sink, bar, summary)
+
+    def _pending(self, dataset: Iterable[Item], store: StateStore, bar: ItemProgress, summary: RunSummary) -> Iterator[Pending]:
+        """The dataset's items that are not finished, read lazily: engines pull as they have room."""
         for seq, item in enumerate(dataset):
             state = store.state(item.id)
             if state and (state[0] == "done" or state[1] >= self.config.max_attempts):
                 summary.skipped += 1
                 bar.advance()
                 continue
-            pending.append((seq, item, (state[1] if state else 0) + 1))
-            if len(pending) >= self.pipeline.batch_size:
-                self._flush(pending, store, sink, bar, summary)
-        self._flush(pending, store, sink, bar, summary)
+            yield Pending(seq, item, (state[1] if state else 0) + 1)
 
-    def _flush(self, pending: list[tuple[int, Item, int]], store: StateStore, sink: TextIO,
-               bar: ItemProgress, summary: RunSummary) -> None:
-        if not pending:
+    def _commit(self, group: list[tuple[Pending, ItemResult]], store: StateStore, sink: TextIO,
+                bar: ItemProgress, summary: RunSummary) -> None:
+        if not group:
             return
-        results = self.pipeline.process([p[1] for p in pending], attempts=[p[2] for p in pending])
         # Commit first, then append: a crash in between loses only a line that the next start rewrites.
-        store.save_many([(r, seq) for r, (seq, _, _) in zip(results, pending)])
-        for r in results:
+        store.save_many([(r, p.seq) for p, r in group])
+        for _, r in group:
             sink.write(json.dumps(result_record(r), ensure_ascii=False) + "\n")
         sink.flush()
-        summary.processed += len(results)
-        bar.advance(len(results))
-        pending.clear()
+        summary.processed += len(group)
+        bar.advance(len(group))
 
     def _write_outputs(self, store: StateStore) -> list[str]:
         """Final pass: results.jsonl in dataset order, plus each other format asked for."""
