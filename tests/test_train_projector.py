@@ -100,11 +100,28 @@ def test_assembled_model_saves_and_loads(env, tmp_path):
         assert cap.backend == "chat_vlm" and isinstance(cap.caption([image], None, GREEDY)[0], str)
 
 
-def test_residual_projector_refused(env):
-    with pytest.raises(ConfigError, match="residual"):
-        assemble_llava(env["vision"], env["lm"], projector="residual")
-    with pytest.raises(ConfigError, match="mlp"):
-        _cfg(env, "x", projector="residual").validate()
+def test_residual_projector_trains_saves_and_loads(env, tmp_path):
+    """Linear -> SimpleResBlock (seed 002): trained, saved as captionkit_residual_llava, loaded by the describe
+    backend and by plain transformers (trust_remote_code), with the same weights and outputs."""
+    from transformers import AutoModelForImageTextToText
+
+    result = train_projector(_cfg(env, "residual", projector="residual", max_steps=2))
+    folder = result.final
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == "captionkit_residual_llava" and (folder / "residual_llava.py").is_file()
+    model, _ = load_llava(str(folder))
+    names = {n for n, _ in model.named_parameters() if "multi_modal_projector" in n}
+    assert {"model.multi_modal_projector.pre_norm.weight", "model.multi_modal_projector.linear_3.weight"} <= names
+    remote = AutoModelForImageTextToText.from_pretrained(folder, trust_remote_code=True)
+    assert type(remote).__name__ == "ResidualLlavaForConditionalGeneration"
+    for (name, a), (_, b) in zip(sorted(model.state_dict().items()), sorted(remote.state_dict().items())):
+        assert torch.equal(a, b), name
+    image = Image.open(env["image"]).convert("RGB")
+    cap = load_captioner(str(folder))
+    assert cap.backend == "chat_vlm" and type(cap.model).__name__ == "ResidualLlavaForConditionalGeneration"
+    assert isinstance(cap.caption([image], None, GREEDY)[0], str)
+    with pytest.raises(ConfigError, match="--projector 'conv'"):
+        _cfg(env, "x", projector="conv").validate()
 
 
 def test_training_prompt_is_the_inference_prompt(env, stage1):
@@ -188,5 +205,5 @@ def test_cli_trains_then_ask_and_describe(env):
     assert "answer" in asked.output or "{" in asked.output
     described = runner.invoke(app, ["describe", env["image"], "--captioner", folder, "--max-new-tokens", "4"])
     assert described.exit_code == 0, described.output
-    refused = runner.invoke(app, [*args[:-2], "--projector", "residual", "--out", str(env["root"] / "cli-r")])
-    assert refused.exit_code != 0
+    refused = runner.invoke(app, [*args[:-2], "--projector", "conv", "--out", str(env["root"] / "cli-r")])
+    assert refused.exit_code != 0 and "--projector 'conv'" in str(refused.exception or refused.output)

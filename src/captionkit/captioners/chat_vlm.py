@@ -16,6 +16,7 @@ from PIL import Image
 
 from captionkit.captioners.base import CaptionerBase, register_captioner
 from captionkit.errors import ConfigError
+from captionkit.models import RESIDUAL_LLAVA_TYPE
 from captionkit.models.hf import (
     _short,
     load_model,
@@ -116,6 +117,10 @@ class ChatVLMCaptioner(CaptionerBase):
                     f"--captioner {model_id}: the {self.model_type or 'model'}'s processor has no chat template, so "
                     "captionkit cannot build its prompt; use an instruction-tuned checkpoint, or save a template "
                     "with the processor (processor.chat_template = ...; processor.save_pretrained(folder))")
+        if self.model_type == RESIDUAL_LLAVA_TYPE:  # captionkit train projector --projector residual
+            from captionkit.models.residual_llava import register
+
+            register()
         self.model = load_model(model_id, "AutoModelForImageTextToText", options)
         tokenizer.padding_side = "left"  # decoder-only: every row must end where generation starts
         if tokenizer.pad_token is None:

@@ -224,8 +224,9 @@ def projector(
     vision: Optional[str] = typer.Option(None, "--vision", help="Vision encoder (CLIP/SigLIP folder or id)."),
     lm: Optional[str] = typer.Option(None, "--lm", help="Causal LM (folder or id)."),
     init: Optional[str] = typer.Option(None, "--init", help="A Llava folder to start from (stage 1's final/)."),
-    projector_type: Optional[str] = typer.Option(None, "--projector", help="mlp (LLaVA-1.5 GELU MLP) or linear. "
-                                                 "[default: mlp]"),
+    projector_type: Optional[str] = typer.Option(None, "--projector", help="mlp (LLaVA-1.5 GELU MLP), linear, or "
+                                                 "residual (Linear + residual MLP block; loads in captionkit and with "
+                                                 "trust_remote_code, not in vLLM). [default: mlp]"),
     chat_template: Optional[str] = typer.Option(None, "--chat-template", help="Jinja file or text for the "
                                                 "processor. [default: ChatML for ChatML LMs, else LLaVA-1.5]"),
     val_data: Optional[Path] = typer.Option(None, "--val-data", help="Validation rows. [default: split val rows]"),

@@ -6,15 +6,16 @@ token to the tokenizer and saves a ``LlavaProcessor`` (the vision encoder's imag
 chat template), so the folder loads with ``AutoModelForImageTextToText`` + ``AutoProcessor`` and with captionkit's
 ``chat_vlm`` backend (``captionkit describe/ask --captioner <folder>``).
 
-Projectors (``--projector``), all saved as the stock ``LlavaMultiModalProjector`` (linear_1 -> act -> linear_2):
+Projectors (``--projector``); ``mlp`` and ``linear`` are saved as the stock ``LlavaMultiModalProjector``
+(linear_1 -> act -> linear_2), so transformers and vLLM load those folders as they are:
 
 * ``mlp`` (default): LLaVA-1.5's 2-layer GELU MLP.
 * ``linear``: ``projector_hidden_act: linear`` (identity between the two layers) with ``linear_2`` initialised
   to the identity, so it starts as (and stays) a single linear map, as in LLaVA-1.0.
-* ``residual`` (the seed system 002's Linear -> residual MLP block) cannot be expressed by the stock projector,
-  and a custom module would not load with ``AutoModelForImageTextToText`` (its weights would be dropped with a
-  warning and the model would silently run a different projector). It is refused with a ConfigError pointing
-  to ``mlp``, which keeps the same shape (a linear map followed by a non-linear MLP).
+* ``residual``: the seed system 002's Linear -> residual MLP block (SimpleResBlock), which the stock projector
+  cannot express. Saved as :mod:`captionkit.models.residual_llava` (a ``LlavaForConditionalGeneration`` subclass
+  differing only in the projector, ``model_type: captionkit_residual_llava``): captionkit loads it like any Llava
+  folder, plain transformers with ``trust_remote_code=True`` (the file is copied into the folder), vLLM not.
 
 Training (plain PyTorch loop, same optimizer/schedule/checkpoint/metrics machinery as the writer trainer):
 
@@ -49,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from captionkit.errors import ConfigError, DatasetError
+from captionkit.models import RESIDUAL_LLAVA_TYPE
 from captionkit.training.common import TrainConfig, log_step, record_eval
 from captionkit.training.writer import (
     CHECKPOINT_PREFIX,
@@ -187,14 +189,8 @@ class ProjectorTrainConfig(TrainConfig):
 
 
 def check_projector(projector: str) -> None:
-    if projector == "residual":
-        raise ConfigError(
-            "--projector residual (Linear + residual MLP block, seed 002) cannot be saved as a standard Llava "
-            "checkpoint: transformers' LlavaMultiModalProjector is linear_1 -> act -> linear_2, and a custom module "
-            "would be dropped when the folder loads with AutoModelForImageTextToText. Use --projector mlp "
-            "(LLaVA-1.5's 2-layer GELU MLP: a linear map then a non-linear layer) or --projector linear")
     if projector not in PROJECTORS:
-        raise ConfigError(f"--projector {projector!r}: use mlp or linear")
+        raise ConfigError(f"--projector {projector!r}: use one of {', '.join(PROJECTORS)}")
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -285,7 +281,15 @@ def assemble_llava(vision: Any, lm: str, *, projector: str = "mlp", vision_featu
     patch = int(vision_config.patch_size)
     side = _image_size(image_processor, vision_config)
     text_config = copy.deepcopy(language.config)
-    config = LlavaConfig(
+    config_class, model_class = LlavaConfig, LlavaForConditionalGeneration
+    if projector == "residual":
+        from captionkit.models.residual_llava import (
+            ResidualLlavaConfig,
+            ResidualLlavaForConditionalGeneration,
+        )
+
+        config_class, model_class = ResidualLlavaConfig, ResidualLlavaForConditionalGeneration
+    config = config_class(
         vision_config=vision_config.to_dict(), text_config=text_config.to_dict(), image_token_index=image_token_id,
         projector_hidden_act="gelu" if projector == "mlp" else "linear", multimodal_projector_bias=True,
         vision_feature_layer=vision_feature_layer, vision_feature_select_strategy=strategy,
@@ -295,7 +299,7 @@ def assemble_llava(vision: Any, lm: str, *, projector: str = "mlp", vision_featu
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        model = LlavaForConditionalGeneration(config)
+        model = model_class(config)
     finally:
         torch.random.set_rng_state(state)
     if vision_module is not None:
@@ -329,11 +333,14 @@ def assemble_llava(vision: Any, lm: str, *, projector: str = "mlp", vision_featu
 def load_llava(folder: str) -> tuple[Any, Any]:
     """A saved Llava folder (``assemble_llava`` output, stage 1's final/) and its processor."""
     import torch
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
+    from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from captionkit.models.residual_llava import register
+
+    register()
     source = model_source(folder)
     try:
-        model = LlavaForConditionalGeneration.from_pretrained(source, dtype=torch.float32)
+        model = AutoModelForImageTextToText.from_pretrained(source, dtype=torch.float32)
         processor = AutoProcessor.from_pretrained(source)
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"--init {folder}: cannot load it as a Llava model with its processor ({exc})") from None
@@ -351,6 +358,10 @@ def save_llava(model: Any, processor: Any, folder: Path) -> Path:
         plain = copy.deepcopy(model).merge_and_unload() if hasattr(model, "peft_config") else model
         plain.save_pretrained(folder)
     processor.save_pretrained(folder)
+    if plain.config.model_type == RESIDUAL_LLAVA_TYPE:
+        from captionkit.models.residual_llava import save_remote_code
+
+        save_remote_code(folder)
     return folder
 
 
