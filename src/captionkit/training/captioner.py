@@ -28,7 +28,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 import random
 import shutil
 from dataclasses import dataclass, field
@@ -36,26 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from captionkit.errors import ConfigError, DatasetError
-from captionkit.training.common import TrainConfig, log_step, record_eval
-from captionkit.training.writer import (
-    CHECKPOINT_PREFIX,
-    STATE_FILE,
-    MetricsLog,
-    _prune,
-    _rng_state,
-    _set_rng_state,
-    epoch_order,
-    latest_checkpoint,
-    make_scheduler,
-    model_source,
-    resolve_device,
-)
+from captionkit.training.common import RunState, TrainConfig, TrainLoop, prepare_output, trainable_params
+from captionkit.training.writer import model_source, resolve_device
 
 log = logging.getLogger("captionkit")
 
 FREEZE: tuple[str, ...] = ("none", "encoder", "decoder")
 BACKENDS: tuple[str, ...] = ("vision_encoder_decoder", "blip", "git")
-CONFIG_FILE = "train_config.json"
 VAL_SPLITS = {"val", "validation", "dev"}
 SCST_BASELINES: tuple[str, ...] = ("greedy", "mean")
 TARGETS: tuple[str, ...] = ("caption", "references")
@@ -594,13 +580,39 @@ def _load_weights(model: Any, folder: Path) -> None:
         raise ConfigError(f"--resume {folder}: its weights do not match the model ({unexpected[:3]})")
 
 
-def train_captioner(cfg: CaptionerTrainConfig) -> CaptionerTrainResult:
-    """Run (or resume) one captioner training run; see the module docstring for the outputs."""
-    cfg.validate()
+def scst_weight(cfg: CaptionerTrainConfig, step: int, total_steps: int) -> float:
+    """The SCST share of the loss at ``step``: linear from ``scst_weight_start`` to ``scst_weight_end``."""
+    progress = step / max(1, total_steps - 1)
+    return cfg.scst_weight_start + (cfg.scst_weight_end - cfg.scst_weight_start) * progress
+
+
+def mixed_loss(cm: CaptionModel, pixel_values: Any, ids: Any, mask: Any, references: list[list[str]],
+               reward: Reward | None, weight: float, cfg: CaptionerTrainConfig) -> tuple[Any, dict[str, float]]:
+    """``(1 - weight) * cross-entropy + weight * SCST loss`` of one batch, and its log fields."""
     import torch
 
-    device = resolve_device(cfg.device)
-    out = Path(cfg.output_dir or "").expanduser()
+    extra: dict[str, float] = {}
+    loss = torch.zeros((), device=cm.device)
+    if weight < 1.0:
+        ce = ce_loss(cm, pixel_values, ids, mask, cfg.scheduled_sampling, torch.Generator().manual_seed(
+            random.getrandbits(31)) if cfg.scheduled_sampling else None)
+        loss = loss + (1 - weight) * ce
+        extra["ce_loss"] = float(ce.detach())
+    if weight > 0.0 and reward is not None:
+        sl, stats = scst_loss(cm, pixel_values, references, reward, cfg.scst_samples, cfg.scst_top_p,
+                              cfg.scst_max_new_tokens, cfg.scst_baseline)
+        loss = loss + weight * sl
+        extra.update(stats, scst_loss=float(sl.detach()), scst_weight=weight)
+    return loss, extra
+
+
+def _oom_error(cfg: CaptionerTrainConfig, where: str) -> ConfigError:
+    return ConfigError(f"out of memory during {where} (--batch-size {cfg.batch_size}); use a smaller --batch-size, "
+                       "--freeze encoder, or fewer --scst-samples")
+
+
+def _read_data(cfg: CaptionerTrainConfig) -> tuple[list[Pair], list[Any], list[Pair], list[Any], list[str]]:
+    """(train pairs, their images, val pairs, their images, skipped images); DatasetError when no image reads."""
     data = Path(cfg.data or "").expanduser()
     pairs = read_pairs(data)
     root = Path(cfg.images_dir).expanduser() if cfg.images_dir else data.parent
@@ -617,133 +629,49 @@ def train_captioner(cfg: CaptionerTrainConfig) -> CaptionerTrainResult:
     if not train_pairs:
         raise DatasetError(f"--data {data}: no training image could be read ({len(skipped)} skipped, e.g. "
                            f"{skipped[0] if skipped else 'none'})")
+    return train_pairs, train_images, val_pairs, val_images, skipped
 
-    resume_from = latest_checkpoint(out) if cfg.resume else None
-    if cfg.resume and resume_from is None:
-        log.warning("--resume: no checkpoint in %s; starting from scratch", out)
-    if not cfg.resume and out.exists() and any(out.glob(f"{CHECKPOINT_PREFIX}*")):
-        raise ConfigError(f"--out {out}: already holds checkpoints; pass --resume to continue that run, or "
-                          "choose another folder")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
 
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
+def train_captioner(cfg: CaptionerTrainConfig) -> CaptionerTrainResult:
+    """Run (or resume) one captioner training run; see the module docstring for the outputs."""
+    cfg.validate()
+    import torch
+
+    device = resolve_device(cfg.device)
+    train_pairs, train_images, val_pairs, val_images, skipped = _read_data(cfg)
+    resume_from = prepare_output(cfg)
     cm = CaptionModel(cfg.model or "", device)
     cm.apply_freeze(cfg.freeze, cfg.train_last_n_decoder_blocks)
     reward = Reward(cfg.scst_reward, [p.references for p in train_pairs]) if cfg.scst else None
-
-    steps_per_epoch = math.ceil(len(train_pairs) / cfg.batch_size)
-    total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
-    trainable = [p for p in cm.model.parameters() if p.requires_grad]
-    decay = [p for p in trainable if p.ndim >= 2]
-    no_decay = [p for p in trainable if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    scheduler = make_scheduler(cfg, optimizer, total_steps)  # type: ignore[arg-type]
-
-    step, epoch, batch_in_epoch, bad_epochs = 0, 0, 0, 0
-    best_value: float | None = None
-    evals: list[dict[str, Any]] = []
-    history: list[dict[str, Any]] = []
-    stopped_early = False
-    if resume_from is not None:
-        state = torch.load(resume_from / STATE_FILE, map_location="cpu", weights_only=False)
-        _load_weights(cm.model, resume_from / "model")
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
-        best_value, evals, bad_epochs = state.get("best_value"), state.get("evals", []), state.get("bad_epochs", 0)
-        stopped_early = state.get("stopped_early", False)
-        _set_rng_state(state["rng"])
-        log.info("resuming from %s (step %d)", resume_from, step)
-    metrics = MetricsLog(out, step)
+    trainable = trainable_params(cm.model)
+    optimizer = torch.optim.AdamW([{"params": [p for p in trainable if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+                                   {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0}], lr=cfg.lr)
     captioner = None
 
-    def checkpoint() -> Path:
-        folder = out / f"{CHECKPOINT_PREFIX}{step}"
-        cm.save(folder / "model")
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state(),
-                    "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "best_value": best_value,
-                    "evals": evals, "bad_epochs": bad_epochs, "stopped_early": stopped_early,
-                    "config": cfg.to_dict()}, folder / STATE_FILE)
-        _prune(out, cfg.save_total_limit)
-        return folder
+    def train_unit(window: list[list[int]], state: RunState) -> tuple[float, dict[str, Any]]:
+        [b] = window  # no gradient accumulation: a unit is one batch
+        images = [train_images[i] for i in b]
+        if cfg.augment:
+            images = [augment_image(im, random, cfg.augment_hflip) for im in images]
+        pv = cm.pixel_values(images)
+        ids, mask = cm.encode([target(train_pairs[i], i, state.epoch, cfg) for i in b], cfg.max_length)
+        weight = scst_weight(cfg, state.step, state.total_steps) if reward is not None else 0.0
+        loss, extra = mixed_loss(cm, pv, ids, mask, [train_pairs[i].references for i in b], reward, weight, cfg)
+        loss.backward()
+        return float(loss.detach()), extra
 
-    bar = None
-    if cfg.progress:
-        from tqdm.auto import tqdm
+    def evaluate() -> dict[str, Any]:
+        nonlocal captioner
+        folder = loop.checkpoint()  # the backend captioner needs a saved folder; the loop saves again after
+        if captioner is None:
+            captioner = make_captioner(cm, folder / "model")
+        return evaluate_epoch(cm, captioner, val_pairs, val_images, cfg)
 
-        bar = tqdm(total=total_steps, initial=step, desc="train captioner", unit="step", disable=None)
-    try:
-        while step < total_steps and not stopped_early:
-            batches = [epoch_order(len(train_pairs), cfg.seed, epoch)[i:i + cfg.batch_size]
-                       for i in range(0, len(train_pairs), cfg.batch_size)]
-            for b in batches[batch_in_epoch:]:
-                if step >= total_steps:
-                    break
-                images = [train_images[i] for i in b]
-                if cfg.augment:
-                    images = [augment_image(im, random, cfg.augment_hflip) for im in images]
-                pv = cm.pixel_values(images)
-                ids, mask = cm.encode([target(train_pairs[i], i, epoch, cfg) for i in b], cfg.max_length)
-                weight = 0.0
-                row_extra: dict[str, float] = {}
-                if reward is not None:
-                    progress = step / max(1, total_steps - 1)
-                    weight = cfg.scst_weight_start + (cfg.scst_weight_end - cfg.scst_weight_start) * progress
-                loss = torch.zeros((), device=device)
-                if weight < 1.0:
-                    ce = ce_loss(cm, pv, ids, mask, cfg.scheduled_sampling, torch.Generator().manual_seed(
-                        random.getrandbits(31)) if cfg.scheduled_sampling else None)
-                    loss = loss + (1 - weight) * ce
-                    row_extra["ce_loss"] = float(ce.detach())
-                if weight > 0.0 and reward is not None:
-                    sl, stats = scst_loss(cm, pv, [train_pairs[i].references for i in b], reward, cfg.scst_samples,
-                                          cfg.scst_top_p, cfg.scst_max_new_tokens, cfg.scst_baseline)
-                    loss = loss + weight * sl
-                    row_extra.update(stats, scst_loss=float(sl.detach()), scst_weight=weight)
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
-                lr = scheduler.get_last_lr()[0]
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                batch_in_epoch += 1
-                row = {"step": step, "epoch": round(epoch + batch_in_epoch / len(batches), 4),
-                       "loss": float(loss.detach()), "lr": lr, "grad_norm": float(grad_norm), **row_extra}
-                log_step(row, history, metrics, bar)
-                epoch_done = batch_in_epoch >= len(batches)
-                if epoch_done:
-                    epoch, batch_in_epoch = epoch + 1, 0
-                    folder = checkpoint()
-                    if val_pairs and cfg.eval_every_epoch:
-                        if captioner is None:
-                            captioner = make_captioner(cm, folder / "model")
-                        scores = evaluate_epoch(cm, captioner, val_pairs, val_images, cfg)
-                        best_value, improved = record_eval(
-                            scores, step=step, epoch=epoch, metric=cfg.best_metric, best_value=best_value,
-                            evals=evals, metrics=metrics, out=out, save_best=cm.save)
-                        if improved:
-                            bad_epochs = 0
-                        else:
-                            bad_epochs += 1
-                            if cfg.early_stopping_patience and bad_epochs >= cfg.early_stopping_patience:
-                                stopped_early = True
-                                log.info("early stopping: %s did not improve for %d epoch(s)", cfg.best_metric,
-                                         bad_epochs)
-                        checkpoint()  # again, with the evaluation in its state
-                    break
-                if step >= total_steps:
-                    checkpoint()
-    finally:
-        if bar is not None:
-            bar.close()
-        metrics.close()
-
-    final = out / "final"
-    cm.save(final)
-    best = out / "best" if (out / "best").is_dir() else None
-    return CaptionerTrainResult(output_dir=out, final=final, best=best, steps=step, skipped_images=len(skipped),
-                                skipped=skipped, stopped_early=stopped_early, history=history, evals=evals)
+    loop = TrainLoop(cfg, "train captioner", len(train_pairs), trainable, optimizer, train_unit, save_model=cm.save,
+                     save_checkpoint=lambda folder: cm.save(folder / "model"),
+                     load_checkpoint=lambda folder: _load_weights(cm.model, folder / "model"),
+                     evaluate=evaluate if val_pairs and cfg.eval_every_epoch else None, metric=cfg.best_metric,
+                     oom_error=lambda where: _oom_error(cfg, where), resume_from=resume_from)
+    result = loop.run()
+    return CaptionerTrainResult(**vars(result), skipped_images=len(skipped), skipped=skipped,
+                                stopped_early=loop.state.stopped_early)

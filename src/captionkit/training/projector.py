@@ -17,7 +17,7 @@ Projectors (``--projector``); ``mlp`` and ``linear`` are saved as the stock ``Ll
   differing only in the projector, ``model_type: captionkit_residual_llava``): captionkit loads it like any Llava
   folder, plain transformers with ``trust_remote_code=True`` (the file is copied into the folder), vLLM not.
 
-Training (plain PyTorch loop, same optimizer/schedule/checkpoint/metrics machinery as the writer trainer):
+Training (plain PyTorch: the trainers' shared ``TrainLoop``, with the writer's schedule, checkpoints and metrics):
 
 * ``stage 1`` (caption pretraining): vision tower and LM frozen, only the projector trains, on
   ``captions.jsonl`` rows (``{"id", "image", "caption", "references"?, "split"?}``); the prompt is the image +
@@ -40,8 +40,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
-import random
 import re
 import shutil
 import string
@@ -51,28 +49,8 @@ from typing import Any
 
 from captionkit.errors import ConfigError, DatasetError
 from captionkit.models import RESIDUAL_LLAVA_TYPE
-from captionkit.training.common import TrainConfig, log_step, record_eval
-from captionkit.training.writer import (
-    CHECKPOINT_PREFIX,
-    CONFIG_FILE,
-    DEFAULT_TARGETS,
-    SCHEDULERS,
-    STATE_FILE,
-    MetricsLog,
-    TrainResult,
-    _batches,
-    _oom,
-    _prune,
-    _quiet_peft,
-    _rng_state,
-    _set_rng_state,
-    _windows,
-    epoch_order,
-    latest_checkpoint,
-    make_scheduler,
-    model_source,
-    resolve_device,
-)
+from captionkit.training.common import TrainConfig, TrainLoop, TrainResult, prepare_output, trainable_params
+from captionkit.training.writer import DEFAULT_TARGETS, SCHEDULERS, _quiet_peft, model_source, resolve_device
 
 log = logging.getLogger("captionkit")
 
@@ -707,113 +685,41 @@ def train_projector(cfg: ProjectorTrainConfig) -> TrainResult:
     import torch
 
     device = resolve_device(cfg.device)
-    out = Path(cfg.output_dir or "").expanduser()
     train_samples, val_samples = _split(read_samples(cfg.data or "", cfg.stage, cfg.image_root), cfg)
     if not train_samples:
         raise DatasetError(f"--data {cfg.data}: holds no training rows (every row has split val)")
-    resume_from = latest_checkpoint(out) if cfg.resume else None
-    if cfg.resume and resume_from is None:
-        log.warning("--resume: no checkpoint in %s; starting from scratch", out)
-    if not cfg.resume and out.exists() and any(out.glob(f"{CHECKPOINT_PREFIX}*")):
-        raise ConfigError(f"--out {out}: already holds checkpoints; pass --resume to continue that run, or "
-                          "choose another folder")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
+    resume_from = prepare_output(cfg)
     model, processor = build_for_training(cfg, device)
     rows = encode_samples(processor, train_samples, cfg.max_length, cfg.data)
     val = encode_samples(processor, val_samples, cfg.max_length, "validation") if val_samples else []
     pad_id = processor.tokenizer.pad_token_id
 
-    steps_per_epoch = _windows(math.ceil(len(rows) / cfg.batch_size), cfg.grad_accum)
-    total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
-    optimizer = make_optimizer(cfg, model)
-    scheduler = make_scheduler(cfg, optimizer, total_steps)  # type: ignore[arg-type]
+    def train_unit(window: list[list[int]], _state: Any) -> tuple[float, dict[str, Any]]:
+        """Token-weighted cross-entropy over the window's batches, backpropagated batch by batch."""
+        n_tokens = sum(sum(1 for t in rows[i][1]["labels"][1:] if t != -100) for b in window for i in b)
+        loss_sum = 0.0
+        for b in window:
+            batch = {k: v.to(device) for k, v in collate(processor, [rows[i] for i in b], pad_id).items()}
+            loss = _loss(model, batch, n_tokens)
+            loss.backward()
+            loss_sum += float(loss.detach())
+        return loss_sum, {}
 
-    step, epoch, window_in_epoch = 0, 0, 0
-    best_value: float | None = None
-    history: list[dict[str, Any]] = []
-    evals: list[dict[str, Any]] = []
-    if resume_from is not None:
-        state = torch.load(resume_from / STATE_FILE, map_location="cpu", weights_only=False)
-        load_trainable_state(model, torch.load(resume_from / TRAINABLE_FILE, map_location="cpu"), resume_from)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, epoch, window_in_epoch = state["step"], state["epoch"], state["window_in_epoch"]
-        best_value, evals = state.get("best_value"), state.get("evals", [])
-        _set_rng_state(state["rng"])
-        log.info("resuming from %s (step %d)", resume_from, step)
-    metrics = MetricsLog(out, step)
+    def evaluate() -> dict[str, Any]:
+        return evaluate_epoch(model, processor, val, cfg, device)
 
-    def checkpoint() -> Path:
-        folder = out / f"{CHECKPOINT_PREFIX}{step}"
-        folder.mkdir(parents=True, exist_ok=True)
-        torch.save(trainable_state(model), folder / TRAINABLE_FILE)
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state(),
-                    "step": step, "epoch": epoch, "window_in_epoch": window_in_epoch, "best_value": best_value,
-                    "evals": evals, "config": cfg.to_dict()}, folder / STATE_FILE)
-        _prune(out, cfg.save_total_limit)
-        return folder
+    def oom_error(where: str) -> ConfigError:
+        return ConfigError(f"out of memory during {where} (--batch-size {cfg.batch_size}); use a smaller "
+                           "--batch-size with a larger --grad-accum")
 
-    bar = None
-    if cfg.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total_steps, initial=step, desc=f"train projector (stage {cfg.stage})", unit="step",
-                   disable=None)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    try:
-        while step < total_steps:
-            batches = _batches(epoch_order(len(rows), cfg.seed, epoch), cfg.batch_size)
-            windows = [batches[i:i + cfg.grad_accum] for i in range(0, len(batches), cfg.grad_accum)]
-            for window in windows[window_in_epoch:]:
-                if step >= total_steps:
-                    break
-                n_tokens = sum(sum(1 for t in rows[i][1]["labels"][1:] if t != -100) for b in window for i in b)
-                loss_sum = 0.0
-                try:
-                    for b in window:
-                        batch = {k: v.to(device) for k, v in collate(processor, [rows[i] for i in b], pad_id).items()}
-                        loss = _loss(model, batch, n_tokens)
-                        loss.backward()
-                        loss_sum += float(loss.detach())
-                    grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
-                except (RuntimeError, MemoryError) as exc:
-                    if _oom(exc):
-                        raise ConfigError(f"out of memory during training (--batch-size {cfg.batch_size}); use a "
-                                          "smaller --batch-size with a larger --grad-accum") from None
-                    raise
-                lr = scheduler.get_last_lr()[0]
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                window_in_epoch += 1
-                row = {"step": step, "epoch": round(epoch + window_in_epoch / len(windows), 4), "loss": loss_sum,
-                       "lr": lr, "grad_norm": float(grad_norm)}
-                log_step(row, history, metrics, bar)
-                epoch_done = window_in_epoch >= len(windows)
-                if epoch_done:
-                    epoch, window_in_epoch = epoch + 1, 0
-                    if val and cfg.eval_every_epoch:
-                        scores = evaluate_epoch(model, processor, val, cfg, device)
-                        best_value, _ = record_eval(
-                            scores, step=step, epoch=epoch, metric=cfg.metric, best_value=best_value, evals=evals,
-                            metrics=metrics, out=out, save_best=lambda f: save_llava(model, processor, f))
-                if epoch_done or (cfg.save_steps and step % cfg.save_steps == 0) or step >= total_steps:
-                    checkpoint()
-                if epoch_done:
-                    break
-    finally:
-        if bar is not None:
-            bar.close()
-        metrics.close()
-
-    final = save_llava(model, processor, out / "final")
-    best = out / "best" if (out / "best").is_dir() else None
-    return TrainResult(output_dir=out, final=final, best=best, steps=step, history=history, evals=evals)
+    return TrainLoop(
+        cfg, f"train projector (stage {cfg.stage})", len(rows), trainable_params(model), make_optimizer(cfg, model),
+        train_unit, save_model=lambda folder: save_llava(model, processor, folder),
+        save_checkpoint=lambda folder: torch.save(trainable_state(model), folder / TRAINABLE_FILE),
+        load_checkpoint=lambda folder: load_trainable_state(
+            model, torch.load(folder / TRAINABLE_FILE, map_location="cpu"), folder),
+        evaluate=evaluate if val and cfg.eval_every_epoch else None, metric=cfg.metric, oom_error=oom_error,
+        resume_from=resume_from).run()
 
 
 __all__ = ["PROJECTORS", "ProjectorTrainConfig", "Sample", "Turn", "assemble_llava", "collate", "encode_sample",

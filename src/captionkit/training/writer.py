@@ -10,41 +10,51 @@ response and EOS follow, and only the response tokens carry a loss (labels are -
 A row missing the needed fields stops the run with a DatasetError naming file, line and fields; rows whose
 prompt alone fills ``max_length`` are skipped and counted.
 
-The loop is plain PyTorch: AdamW, warmup + cosine/linear/constant schedule, gradient accumulation and clipping.
-Each optimizer step is logged to ``metrics.csv`` and ``metrics.jsonl`` (and TensorBoard when installed). Each
-epoch (and every ``save_steps``) writes ``checkpoint-<step>/`` with the model/adapter, optimizer, scheduler, RNG
-states and position in the data, so ``resume`` continues on the same trajectory as an uninterrupted run. After
-each epoch the validation split is scored (val loss, and greedy generations through captionkit's ``evaluate``
-with the coco metrics); the best epoch by ``best_metric`` is copied to ``best/``. ``final/`` holds the adapter
-folder (or the merged/full model) that ``captionkit write --writer <folder>`` loads.
+The loop is plain PyTorch (``training.common.TrainLoop``, shared by every trainer): AdamW, warmup +
+cosine/linear/constant schedule, gradient accumulation and clipping. Each optimizer step is logged to
+``metrics.csv`` and ``metrics.jsonl`` (and TensorBoard when installed). Each epoch (and every ``save_steps``)
+writes ``checkpoint-<step>/`` with the model/adapter, optimizer, scheduler, RNG states and position in the data,
+so ``resume`` continues on the same trajectory as an uninterrupted run. After each epoch the validation split is
+scored (val loss, and greedy generations through captionkit's ``evaluate`` with the coco metrics); the best
+epoch by ``best_metric`` is copied to ``best/``. ``final/`` holds the adapter folder (or the merged/full model)
+that ``captionkit write --writer <folder>`` loads.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import math
-import random
 import shutil
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from captionkit.errors import ConfigError, DatasetError
 from captionkit.extras import available, require
-from captionkit.training.common import (  # noqa: F401  (re-exported for the other trainers)
+from captionkit.training.common import (  # noqa: F401  (re-exported: older imports name this module)
+    CHECKPOINT_PREFIX,
+    CONFIG_FILE,
     LOWER_IS_BETTER,
     PRESETS_DIR,
+    STATE_FILE,
+    MetricsLog,
     TrainConfig,
+    TrainLoop,
+    TrainResult,
+    epoch_order,
+    is_oom,
+    latest_checkpoint,
     log_step,
+    make_scheduler,
+    prepare_output,
     preset_names,
     read_yaml_preset,
     record_eval,
+    trainable_params,
 )
 
 log = logging.getLogger("captionkit")
@@ -52,9 +62,6 @@ log = logging.getLogger("captionkit")
 METHODS: tuple[str, ...] = ("lora", "qlora", "llama-adapter", "full")
 SCHEDULERS: tuple[str, ...] = ("cosine", "linear", "constant")
 OPTIMIZERS: tuple[str, ...] = ("adamw", "paged_adamw_8bit")
-CHECKPOINT_PREFIX = "checkpoint-"
-STATE_FILE = "training_state.pt"
-CONFIG_FILE = "train_config.json"
 SKIP_TOO_LONG = "prompt longer than max_length"
 
 # Default LoRA targets per config.model_type (the attention projections); peft's own table is the fallback.
@@ -298,14 +305,6 @@ def encode_all(tokenizer: Any, examples: list[Example], max_length: int, path: A
     return rows
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
-    """The shuffled row order of one epoch: a function of (seed, epoch) only, so resume replays it."""
-    import torch
-
-    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    return torch.randperm(n, generator=gen).tolist()
-
-
 # ------------------------------------------------------------------------------------------------ model
 
 
@@ -456,100 +455,11 @@ def make_optimizer(cfg: WriterTrainConfig, model: Any) -> Any:
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
-def make_scheduler(cfg: WriterTrainConfig, optimizer: Any, total_steps: int) -> Any:
-    import torch
-
-    warmup = math.ceil(cfg.warmup_ratio * total_steps)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        if cfg.scheduler == "constant":
-            return 1.0
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        if cfg.scheduler == "linear":
-            return max(0.0, 1.0 - progress)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def _oom(exc: BaseException) -> bool:
-    import torch
-
-    return isinstance(exc, torch.OutOfMemoryError) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
-
-
 def _oom_error(cfg: WriterTrainConfig, where: str) -> ConfigError:
     return ConfigError(
         f"out of memory during {where} (--batch-size {cfg.batch_size}, --max-length {cfg.max_length}); use a "
         f"smaller --batch-size with a larger --grad-accum (same effective batch), a shorter --max-length, "
         f"--gradient-checkpointing, or --method lora/qlora instead of full")
-
-
-# ------------------------------------------------------------------------------------------------ results
-
-
-@dataclass
-class TrainResult:
-    output_dir: Path
-    final: Path
-    best: Path | None
-    steps: int
-    history: list[dict[str, Any]] = field(default_factory=list)  # one row per optimizer step
-    evals: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch evaluation
-
-
-class MetricsLog:
-    """Per-step rows to metrics.csv + metrics.jsonl (+ TensorBoard); eval rows to eval.jsonl."""
-
-    COLUMNS = ("step", "epoch", "loss", "lr", "grad_norm")
-
-    def __init__(self, out: Path, resume_step: int) -> None:
-        self.out = out
-        self.jsonl, self.csv, self.evals = out / "metrics.jsonl", out / "metrics.csv", out / "eval.jsonl"
-        for path in (self.jsonl, self.evals):  # drop rows past the checkpoint we resume from
-            self._truncate(path, resume_step)
-        rows = [json.loads(line) for line in self.jsonl.read_text().splitlines()] if self.jsonl.exists() else []
-        with self.csv.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self.COLUMNS)
-            writer.writeheader()
-            writer.writerows({k: r.get(k) for k in self.COLUMNS} for r in rows)
-        self.tb = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(out / "tensorboard"), purge_step=resume_step + 1 if resume_step else None)
-        except ImportError:
-            pass
-
-    @staticmethod
-    def _truncate(path: Path, step: int) -> None:
-        if not path.exists():
-            return
-        keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-        path.write_text("".join(line + "\n" for line in keep))
-
-    def step(self, row: dict[str, Any]) -> None:
-        with self.jsonl.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        with self.csv.open("a", newline="") as fh:
-            csv.DictWriter(fh, fieldnames=self.COLUMNS).writerow({k: row.get(k) for k in self.COLUMNS})
-        if self.tb:
-            for key in ("loss", "lr", "grad_norm"):
-                self.tb.add_scalar(f"train/{key}", row[key], row["step"])
-
-    def eval(self, row: dict[str, Any]) -> None:
-        with self.evals.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        if self.tb:
-            for key, value in row.items():
-                if key not in ("step", "epoch") and isinstance(value, (int, float)):
-                    self.tb.add_scalar(f"val/{key}", value, row["step"])
-
-    def close(self) -> None:
-        if self.tb:
-            self.tb.close()
 
 
 # ------------------------------------------------------------------------------------------------ saving
@@ -571,30 +481,6 @@ def save_model(model: Any, tokenizer: Any, folder: Path, *, merge: bool = False)
     tokenizer.save_pretrained(folder)
 
 
-def _rng_state() -> dict[str, Any]:
-    import torch
-
-    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    import torch
-
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    found = [(int(p.name[len(CHECKPOINT_PREFIX):]), p) for p in out.glob(f"{CHECKPOINT_PREFIX}*")
-             if p.name[len(CHECKPOINT_PREFIX):].isdigit() and (p / STATE_FILE).is_file()]
-    return max(found)[1] if found else None
-
-
 def _load_weights(model: Any, folder: Path, method: str) -> None:
     """Put a checkpoint's trained weights into the freshly built model."""
     from safetensors.torch import load_file
@@ -611,15 +497,6 @@ def _load_weights(model: Any, folder: Path, method: str) -> None:
     from peft import set_peft_model_state_dict
 
     set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors"))
-
-
-def _prune(out: Path, limit: int | None) -> None:
-    if not limit:
-        return
-    found = sorted((int(p.name[len(CHECKPOINT_PREFIX):]), p) for p in out.glob(f"{CHECKPOINT_PREFIX}*")
-                   if p.name[len(CHECKPOINT_PREFIX):].isdigit())
-    for _, path in found[:-limit]:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
@@ -676,7 +553,7 @@ def evaluate_epoch(model: Any, tokenizer: Any, val: list[Example], val_rows: lis
         items = val[:cfg.eval_max_items] if cfg.eval_max_items else val
         preds = generate(model, tokenizer, items, cfg.eval_max_new_tokens, batch, device)
     except (RuntimeError, MemoryError) as exc:
-        if _oom(exc):
+        if is_oom(exc):
             raise _oom_error(cfg, "evaluation") from None
         raise
     finally:
@@ -702,130 +579,44 @@ def default_val_path(data: str | Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def _batches(order: list[int], batch_size: int) -> list[list[int]]:
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def _windows(n_batches: int, grad_accum: int) -> int:
-    return math.ceil(n_batches / grad_accum)
-
-
 def train_writer(cfg: WriterTrainConfig) -> TrainResult:
     """Run (or resume) one training run; see the module docstring for what lands in ``cfg.output_dir``."""
     cfg.validate()
     import torch
 
     device = resolve_device(cfg.device)
-    out = Path(cfg.output_dir or "").expanduser()
     train_examples = read_examples(cfg.data or "")
     val_file = Path(cfg.val_data).expanduser() if cfg.val_data else default_val_path(cfg.data or "")
     val_examples = read_examples(val_file) if val_file else []
-
-    resume_from = latest_checkpoint(out) if cfg.resume else None
-    if cfg.resume and resume_from is None:
-        log.warning("--resume: no checkpoint in %s; starting from scratch", out)
-    if not cfg.resume and out.exists() and any(out.glob(f"{CHECKPOINT_PREFIX}*")):
-        raise ConfigError(f"--out {out}: already holds checkpoints; pass --resume to continue that run, or "
-                          "choose another folder")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
+    resume_from = prepare_output(cfg)
     model, tokenizer = build_model(cfg, device)
     rows = encode_all(tokenizer, train_examples, cfg.max_length, cfg.data)
     val_rows = encode_all(tokenizer, val_examples, cfg.max_length, val_file) if val_examples else []
     pad_id = tokenizer.pad_token_id
 
-    n_batches = math.ceil(len(rows) / cfg.batch_size)
-    steps_per_epoch = _windows(n_batches, cfg.grad_accum)
-    total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
-    optimizer = make_optimizer(cfg, model)
-    scheduler = make_scheduler(cfg, optimizer, total_steps)
+    def train_unit(window: list[list[int]], _state: Any) -> tuple[float, dict[str, Any]]:
+        """Token-weighted cross-entropy over the window's batches, backpropagated batch by batch."""
+        n_tokens = sum(int((torch.tensor(rows[i]["labels"][1:]) != -100).sum()) for b in window for i in b)
+        loss_sum = 0.0
+        for b in window:
+            batch = {k: v.to(device) for k, v in collate([rows[i] for i in b], pad_id).items()}
+            labels = batch.pop("labels")
+            logits = model(**batch, use_cache=False).logits[:, :-1].float()
+            target = labels[:, 1:]
+            loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100,
+                reduction="sum") / max(n_tokens, 1)
+            loss.backward()
+            loss_sum += float(loss.detach())
+        return loss_sum, {}
 
-    step, epoch, window_in_epoch = 0, 0, 0
-    best_value: float | None = None
-    history: list[dict[str, Any]] = []
-    evals: list[dict[str, Any]] = []
-    if resume_from is not None:
-        state = torch.load(resume_from / STATE_FILE, map_location="cpu", weights_only=False)
-        _load_weights(model, resume_from / "model", cfg.method)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, epoch, window_in_epoch = state["step"], state["epoch"], state["window_in_epoch"]
-        best_value, evals = state.get("best_value"), state.get("evals", [])
-        _set_rng_state(state["rng"])
-        log.info("resuming from %s (step %d)", resume_from, step)
-    metrics = MetricsLog(out, step)
+    def evaluate() -> dict[str, Any]:
+        return evaluate_epoch(model, tokenizer, val_examples, val_rows, cfg, device)
 
-    def checkpoint() -> Path:
-        folder = out / f"{CHECKPOINT_PREFIX}{step}"
-        save_model(model, tokenizer, folder / "model")
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state(),
-                    "step": step, "epoch": epoch, "window_in_epoch": window_in_epoch, "best_value": best_value,
-                    "evals": evals, "config": cfg.to_dict()}, folder / STATE_FILE)
-        _prune(out, cfg.save_total_limit)
-        return folder
-
-    bar = None
-    if cfg.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total_steps, initial=step, desc="train writer", unit="step", disable=None)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    try:
-        while step < total_steps:
-            batches = _batches(epoch_order(len(rows), cfg.seed, epoch), cfg.batch_size)
-            windows = [batches[i:i + cfg.grad_accum] for i in range(0, len(batches), cfg.grad_accum)]
-            for window in windows[window_in_epoch:]:
-                if step >= total_steps:
-                    break
-                n_tokens = sum(int((torch.tensor(rows[i]["labels"][1:]) != -100).sum()) for b in window for i in b)
-                loss_sum = 0.0
-                try:
-                    for b in window:
-                        batch = {k: v.to(device) for k, v in collate([rows[i] for i in b], pad_id).items()}
-                        labels = batch.pop("labels")
-                        logits = model(**batch, use_cache=False).logits[:, :-1].float()
-                        target = labels[:, 1:]
-                        loss = torch.nn.functional.cross_entropy(
-                            logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100,
-                            reduction="sum") / max(n_tokens, 1)
-                        loss.backward()
-                        loss_sum += float(loss.detach())
-                    grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
-                except (RuntimeError, MemoryError) as exc:
-                    if _oom(exc):
-                        raise _oom_error(cfg, "training") from None
-                    raise
-                lr = scheduler.get_last_lr()[0]
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                window_in_epoch += 1
-                row = {"step": step, "epoch": round(epoch + window_in_epoch / len(windows), 4), "loss": loss_sum,
-                       "lr": lr, "grad_norm": float(grad_norm)}
-                log_step(row, history, metrics, bar)
-                epoch_done = window_in_epoch >= len(windows)
-                if epoch_done:
-                    epoch, window_in_epoch = epoch + 1, 0
-                    if val_examples and cfg.eval_every_epoch:
-                        scores = evaluate_epoch(model, tokenizer, val_examples, val_rows, cfg, device)
-                        best_value, _ = record_eval(
-                            scores, step=step, epoch=epoch, metric=cfg.best_metric, best_value=best_value,
-                            evals=evals, metrics=metrics, out=out,
-                            save_best=lambda f: save_model(model, tokenizer, f, merge=cfg.merge or cfg.method == "full"))
-                if epoch_done or (cfg.save_steps and step % cfg.save_steps == 0) or step >= total_steps:
-                    checkpoint()
-                if epoch_done:
-                    break
-    finally:
-        if bar is not None:
-            bar.close()
-        metrics.close()
-
-    final = out / "final"
-    save_model(model, tokenizer, final, merge=cfg.merge or cfg.method == "full")
-    best = out / "best" if (out / "best").is_dir() else None
-    return TrainResult(output_dir=out, final=final, best=best, steps=step, history=history, evals=evals)
+    return TrainLoop(
+        cfg, "train writer", len(rows), trainable_params(model), make_optimizer(cfg, model), train_unit,
+        save_model=lambda folder: save_model(model, tokenizer, folder, merge=cfg.merge or cfg.method == "full"),
+        save_checkpoint=lambda folder: save_model(model, tokenizer, folder / "model"),
+        load_checkpoint=lambda folder: _load_weights(model, folder / "model", cfg.method),
+        evaluate=evaluate if val_examples and cfg.eval_every_epoch else None, metric=cfg.best_metric,
+        oom_error=lambda where: _oom_error(cfg, where), resume_from=resume_from).run()
