@@ -19,7 +19,7 @@ from captionkit.io.readers import Dataset, read_dataset
 from captionkit.io.results import headline
 from captionkit.media.kinds import kind_from_suffix
 from captionkit.pipeline.core import Pipeline
-from captionkit.pipeline.runner import Runner, RunSummary
+from captionkit.pipeline.runner import Runner, RunSummary, make_engine
 from captionkit.records import Item, ItemResult, MediaRef
 from captionkit.stages.media import load_item_media
 
@@ -109,11 +109,22 @@ def run(
     sheet: str | None = None,
     restart: bool = False,
     progress: bool = False,
+    engine: str | None = None,
+    address: str | None = None,
 ) -> RunSummary:
-    """Run the pipeline over a dataset into ``out``; rerunning with the same arguments resumes."""
+    """Run the pipeline over a dataset into ``out``; rerunning with the same arguments resumes.
+
+    ``engine="ray"`` (default: ``config.engine``, "local") runs it on a Ray cluster at ``address`` (default:
+    ``config.ray.address``); a run may resume on the other engine. See docs/ray.md.
+    """
     config = config or RunConfig()
+    if engine is not None:
+        config = dataclasses.replace(config, engine=engine)
+    if address is not None:
+        config = dataclasses.replace(config, ray=dataclasses.replace(config.ray, address=address))
     ds = dataset if isinstance(dataset, Dataset) else read_dataset(dataset, config.mapping, sheet=sheet)
-    runner = Runner(pipeline_for(config), out, config, restart=restart, progress=progress)
+    worker = make_engine(config, pipeline_for(config) if config.engine == "local" else None)
+    runner = Runner(None, out, config, restart=restart, progress=progress, engine=worker)
     return runner.run(ds, total=_count(ds), name=str(ds.path))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Optional
 
@@ -28,7 +29,8 @@ from captionkit.cli.common import (
     options,
     split_csv,
 )
-from captionkit.config import DESCRIBE_STAGES
+from captionkit.config import DESCRIBE_STAGES, RunConfig
+from captionkit.errors import ConfigError
 from captionkit.pipeline.runner import RunSummary
 
 StagesOpt = typer.Option(None, "--stages", help="Stages to run, in order. [default: media,facts,caption,ocr,transcribe,write for run; without write for describe]")
@@ -84,7 +86,8 @@ def ask(
     "  captionkit run posts.xlsx --out out/ --map media=image_url --map reference=caption --formats jsonl,parquet\n\n"
     "  captionkit run media_folder/ --out out/ --frame-policy scene --captioner blip-base --ocr tesseract\n\n"
     "  captionkit run posts.csv --out out/ --platform instagram --writer http://localhost:8000/v1 -n 3 --examples history.jsonl\n\n"
-    "Rerun the same command after a crash or Ctrl-C: finished items are skipped, failed ones retried.",
+    "  captionkit run posts.csv --out out/ --engine ray --address ray://head-node:10001 --ray-actors 4\n\n"
+    "Rerun the same command after a crash or Ctrl-C: finished items are skipped, failed ones retried (on either engine).",
 )
 @options(FRAMES, FETCH, CAPTION, DECODING, OCR, SPEECH, WRITE, WRITER_DECODING)
 def run(
@@ -98,14 +101,35 @@ def run(
     max_attempts: Optional[int] = typer.Option(None, "--max-attempts", min=1, help="Runs an item may fail before it is final. [default: 3]"),
     restart: bool = typer.Option(False, "--restart", help="Forget the state in --out and start over."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="local (this process) or ray (a Ray cluster; see docs/ray.md). A run may resume on the other. [default: local]"),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: ray://HOST:10001 (Ray Client), HOST:6379 (head node), auto (the one started here with `ray start`) or local (a new one here). [default: $RAY_ADDRESS, else a running local cluster, else a new one]"),
+    ray_actors: Optional[int] = typer.Option(None, "--ray-actors", min=1, help="Ray: pipelines at work, each with its own copy of the models. [default: one per GPU, else one per CPU]"),
+    ray_batch_size: Optional[int] = typer.Option(None, "--ray-batch-size", min=1, help="Ray: items per actor call. [default: the largest stage batch size]"),
+    ray_gpus: Optional[float] = typer.Option(None, "--ray-gpus", min=0.0, help="Ray: GPUs per actor; 0.5 puts two actors on each GPU. [default: 1 when the cluster has GPUs]"),
     *,
     opts: dict[str, Any],
 ) -> None:
     """Describe every item, then write its posts, resumably: results.jsonl holds every item exactly once."""
     cfg = build_config(config, maps=maps, opts=opts, stages=split_csv(stages), formats=split_csv(formats),
                        max_attempts=max_attempts)
+    cfg = with_engine(cfg, engine, address=address, actors=ray_actors, batch_size=ray_batch_size, num_gpus=ray_gpus)
     summary = api.run(dataset, out, cfg, sheet=sheet, restart=restart, progress=progress)
     print_summary(summary, Console(stderr=True))
+
+
+_RAY_FLAGS = {"address": "--address", "actors": "--ray-actors", "batch_size": "--ray-batch-size", "num_gpus": "--ray-gpus"}
+
+
+def with_engine(cfg: RunConfig, engine: Optional[str], **ray: Any) -> RunConfig:
+    """``cfg`` with --engine and the Ray flags laid over it; Ray flags without the Ray engine are a mistake."""
+    if engine is not None:
+        cfg = dataclasses.replace(cfg, engine=engine.strip().lower())
+    given = {k: v for k, v in ray.items() if v is not None}
+    if not given:
+        return cfg
+    if cfg.engine != "ray":
+        raise ConfigError(f"{', '.join(_RAY_FLAGS[k] for k in given)}: only used by --engine ray; add --engine ray")
+    return dataclasses.replace(cfg, ray=dataclasses.replace(cfg.ray, **given))
 
 
 def print_summary(summary: RunSummary, console: Console) -> None:
