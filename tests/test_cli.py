@@ -114,3 +114,14 @@ def test_clean_reports_and_writes_kept_rows(tmp_path, media_dir):
     assert [json.loads(line)["id"] for line in kept.read_text().splitlines()] == ["1"]
     res = run_cli("inspect", str(kept))  # the cleaned file reads back as a dataset
     assert res.returncode == 0 and json.loads(res.stdout)["id"] == "1"
+
+
+def test_errors_keep_square_brackets():
+    """Error text with square brackets (a column named [x], pip install 'captionkit[heif]') prints as written,
+    not as rich markup."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "captionkit", "run", "examples/posts.csv", "--out", "unused",
+                           "--map", "media=[x]"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "column '[x]' for media not found" in proc.stderr

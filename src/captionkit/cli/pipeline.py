@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from captionkit import api
@@ -134,7 +135,7 @@ def with_engine(cfg: RunConfig, engine: Optional[str], **ray: Any) -> RunConfig:
 
 def print_summary(summary: RunSummary, console: Console) -> None:
     for notice in summary.notices:
-        console.print(f"[bold yellow]notice:[/] {notice}", highlight=False)
+        console.print(f"[bold yellow]notice:[/] {escape(notice)}", highlight=False)
     console.print(
         f"[bold]{summary.done} done, {summary.failed} failed[/] of {summary.total} items "
         f"({summary.processed} processed now, {summary.skipped} already finished) in {summary.seconds:.1f} s "
@@ -143,5 +144,5 @@ def print_summary(summary: RunSummary, console: Console) -> None:
     if summary.failures:
         table = Table("stage", "count", "reason (first of its kind)", title="Failures by reason", title_justify="left")
         for f in summary.failures:
-            table.add_row(f["stage"], str(f["count"]), f["reason"])
+            table.add_row(f["stage"], str(f["count"]), escape(f["reason"]))
         console.print(table)
