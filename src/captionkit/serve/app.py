@@ -20,7 +20,7 @@ import threading
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -91,8 +91,31 @@ def create_app(config: RunConfig, settings: ServeSettings, *, api_keys: tuple[st
                     "for them. Send `Authorization: Bearer KEY` or `X-API-Key: KEY` when the server has API keys.",
     )
     app.state.service, app.state.admission, app.state.jobs = service, admission, jobs
+    _install_error_handlers(app)
+    guarded = [Depends(_key_checker(keyring))]
+    app.include_router(_health_routes(service, admission, settings, guarded))
+    app.include_router(_media_routes(service, admission, guarded))
+    app.include_router(_job_routes(service, jobs, guarded))
+    app.include_router(_login_routes(keyring, settings))
 
-    # --- errors: one JSON shape, never a stack trace ----------------------------------------------------------
+    if settings.ui:
+        from captionkit.serve.ui import mount_ui
+
+        mount_ui(app, service, admission, settings)
+
+    # Outermost last: Host check, then CORS (only when configured), then the guard.
+    app.add_middleware(GuardMiddleware, keyring=keyring, upload_limit=settings.max_upload_bytes,
+                       job_limit=settings.max_job_upload_bytes, ui_prefix="/ui" if settings.ui else None,
+                       strip_cors=not settings.cors_origins)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["authorization", "x-api-key", "content-type"], allow_credentials=False)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts(), www_redirect=False)
+    return app
+
+
+def _install_error_handlers(app: Any) -> None:
+    """One JSON shape for every error, never a stack trace."""
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> Any:
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
@@ -111,7 +134,9 @@ def create_app(config: RunConfig, settings: ServeSettings, *, api_keys: tuple[st
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"error": "internal error (logged on the server)", "detail": None}, status_code=500)
 
-    # --- auth ---------------------------------------------------------------------------------------------------
+
+def _key_checker(keyring: KeyRing) -> Any:
+    """The dependency that checks the API key (Bearer or X-API-Key) when the server has keys."""
     x_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")
     bearer = HTTPBearer(auto_error=False, scheme_name="Bearer")
 
@@ -121,14 +146,18 @@ def create_app(config: RunConfig, settings: ServeSettings, *, api_keys: tuple[st
             raise ServiceError(401, "missing or wrong API key: send `Authorization: Bearer KEY` or `X-API-Key: KEY`",
                                headers={"WWW-Authenticate": "Bearer"})
 
-    guarded = [Depends(require_key)]
+    return require_key
 
-    # --- health -------------------------------------------------------------------------------------------------
-    @app.get("/healthz", tags=["health"], summary="Liveness: the process answers.")
+
+def _health_routes(service: CaptionService, admission: Admission, settings: ServeSettings, guarded: list) -> Any:
+    """GET /healthz (open) and /readyz."""
+    router = APIRouter()
+
+    @router.get("/healthz", tags=["health"], summary="Liveness: the process answers.")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], dependencies=guarded, response_model=None,
+    @router.get("/readyz", tags=["health"], dependencies=guarded, response_model=None,
              responses={401: _ERRORS[401], 503: _ERRORS[503]},
              summary="Readiness: the models are loaded (notices say which fell back to model-free ones).")
     async def readyz() -> Any:
@@ -137,9 +166,14 @@ def create_app(config: RunConfig, settings: ServeSettings, *, api_keys: tuple[st
                 "ui": settings.ui}
         headers = {"Retry-After": "5"} if service.state == "loading" else None
         return JSONResponse(body, status_code=200 if service.state == "ready" else 503, headers=headers)
+    return router
 
-    # --- describe and posts ---------------------------------------------------------------------------------------
-    @app.post("/v1/describe", tags=["media"], dependencies=guarded, response_model=DescribeResponse,
+
+def _media_routes(service: CaptionService, admission: Admission, guarded: list) -> Any:
+    """POST /v1/describe and /v1/posts, through the admission queue."""
+    router = APIRouter()
+
+    @router.post("/v1/describe", tags=["media"], dependencies=guarded, response_model=DescribeResponse,
               responses=_ERRORS, openapi_extra=_media_body(DescribeRequest),
               summary="Describe one image, GIF or video: caption, visible text, speech, facts.")
     async def describe(request: Request) -> Any:
@@ -151,7 +185,7 @@ def create_app(config: RunConfig, settings: ServeSettings, *, api_keys: tuple[st
             if form is not None:
                 await form.close()
 
-    @app.post("/v1/posts", tags=["media"], dependencies=guarded, response_model=PostsResponse,
+    @router.post("/v1/posts", tags=["media"], dependencies=guarded, response_model=PostsResponse,
               responses=_ERRORS, openapi_extra=_media_body(PostsRequest),
               summary="Describe one media file and write post candidates for it.")
     async def posts(request: Request) -> Any:
@@ -162,9 +196,14 @@ def create_app(config: RunConfig, settings: ServeSettings, *, api_keys: tuple[st
         finally:
             if form is not None:
                 await form.close()
+    return router
 
-    # --- jobs -----------------------------------------------------------------------------------------------------
-    @app.post("/v1/jobs", tags=["jobs"], dependencies=guarded, status_code=202, response_model=JobStatus,
+
+def _job_routes(service: CaptionService, jobs: JobManager, guarded: list) -> Any:
+    """Batch jobs: submit, list, status, results, delete."""
+    router = APIRouter()
+
+    @router.post("/v1/jobs", tags=["jobs"], dependencies=guarded, status_code=202, response_model=JobStatus,
               responses=_JOB_ERRORS, openapi_extra=_job_body(),
               summary="Start a batch job: a dataset (CSV, XLSX, JSONL, JSON, Parquet) and the media files it names.")
     async def submit_job(request: Request) -> Any:
@@ -188,17 +227,17 @@ def create_app(config: RunConfig, settings: ServeSettings, *, api_keys: tuple[st
         finally:
             await form.close()
 
-    @app.get("/v1/jobs", tags=["jobs"], dependencies=guarded, responses={401: _ERRORS[401]},
+    @router.get("/v1/jobs", tags=["jobs"], dependencies=guarded, responses={401: _ERRORS[401]},
              summary="The latest jobs (newest first).")
     async def list_jobs() -> dict[str, Any]:
         return {"jobs": await run_in_threadpool(jobs.list)}
 
-    @app.get("/v1/jobs/{job_id}", tags=["jobs"], dependencies=guarded, response_model=JobStatus,
+    @router.get("/v1/jobs/{job_id}", tags=["jobs"], dependencies=guarded, response_model=JobStatus,
              responses=_JOB_ERRORS, summary="A job's status and progress, with links to its results.")
     async def job_status(job_id: str) -> Any:
         return await run_in_threadpool(jobs.status, job_id)
 
-    @app.get("/v1/jobs/{job_id}/results", tags=["jobs"], dependencies=guarded, responses={**_JOB_ERRORS, 200: {
+    @router.get("/v1/jobs/{job_id}/results", tags=["jobs"], dependencies=guarded, responses={**_JOB_ERRORS, 200: {
              "description": "The results file.", "content": {media: {} for media in FORMATS.values()}}},
              response_class=StreamingResponse, response_model=None,
              summary="Download results: JSON Lines (grows while the job runs) or CSV (when it is done).")
@@ -207,25 +246,30 @@ def create_app(config: RunConfig, settings: ServeSettings, *, api_keys: tuple[st
         return StreamingResponse(jobs.stream(job_id, path), media_type=FORMATS[format],
                                  headers={"Content-Disposition": f'attachment; filename="{job_id}.{format}"'})
 
-    @app.delete("/v1/jobs/{job_id}", tags=["jobs"], dependencies=guarded, status_code=204, response_class=Response, response_model=None,
+    @router.delete("/v1/jobs/{job_id}", tags=["jobs"], dependencies=guarded, status_code=204, response_class=Response, response_model=None,
                 responses=_JOB_ERRORS,
                 summary="Delete a job that is not running, with its uploads and results.")
     async def delete_job(job_id: str) -> Any:
         await run_in_threadpool(jobs.delete, job_id)
         return Response(status_code=204)
+    return router
 
-    # --- web UI and its login -------------------------------------------------------------------------------------
-    @app.get("/", include_in_schema=False, response_model=None)
+
+def _login_routes(keyring: KeyRing, settings: ServeSettings) -> Any:
+    """The root redirect and the web UI's login/logout (a cookie holding an HMAC of the key)."""
+    router = APIRouter()
+
+    @router.get("/", include_in_schema=False, response_model=None)
     async def root() -> Any:
         return RedirectResponse("/ui/" if settings.ui else "/docs", status_code=307)
 
-    @app.get("/login", include_in_schema=False, response_model=None)
+    @router.get("/login", include_in_schema=False, response_model=None)
     async def login_page() -> Any:
         if not keyring.enabled:
             return RedirectResponse("/ui/", status_code=303)
         return HTMLResponse(_LOGIN.format(message=""))
 
-    @app.post("/login", include_in_schema=False, response_model=None)
+    @router.post("/login", include_in_schema=False, response_model=None)
     async def login(request: Request) -> Any:
         form = await request.form(max_files=0, max_fields=5)
         key = str(form.get("key") or "")
@@ -236,26 +280,12 @@ def create_app(config: RunConfig, settings: ServeSettings, *, api_keys: tuple[st
                             secure=request.url.scheme == "https")
         return response
 
-    @app.get("/logout", include_in_schema=False, response_model=None)
+    @router.get("/logout", include_in_schema=False, response_model=None)
     async def logout() -> Any:
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response
-
-    if settings.ui:
-        from captionkit.serve.ui import mount_ui
-
-        mount_ui(app, service, admission, settings)
-
-    # Outermost last: Host check, then CORS (only when configured), then the guard.
-    app.add_middleware(GuardMiddleware, keyring=keyring, upload_limit=settings.max_upload_bytes,
-                       job_limit=settings.max_job_upload_bytes, ui_prefix="/ui" if settings.ui else None,
-                       strip_cors=not settings.cors_origins)
-    if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "DELETE"],
-                           allow_headers=["authorization", "x-api-key", "content-type"], allow_credentials=False)
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts(), www_redirect=False)
-    return app
+    return router
 
 
 # --- request parsing ------------------------------------------------------------------------------------------------
