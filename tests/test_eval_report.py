@@ -8,7 +8,6 @@ and show injected markup as text without running it.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -16,16 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from browser import CHROMIUM, CHROMIUM_ARGS, sync_playwright_or_skip
 from captionkit.eval.report import write_report
 from captionkit.eval.stats import bootstrap_ci, paired_bootstrap
 from captionkit.eval.types import EvalResult, SystemScores
 from captionkit.media.generate import write_image, write_video
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 SHOT = Path("/tmp/captionkit-report.png")
 
 A, B = "base & line", 'new "model"'  # names that need escaping in text and attributes
@@ -284,18 +279,8 @@ def test_report_without_matplotlib(tmp_path, monkeypatch):
 # In a real browser
 
 
-def _browser():
-    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        pytest.skip(f"browser checks need Chromium at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("browser checks need the playwright Python package (pip install playwright)")
-    return sync_playwright
-
-
 def test_report_in_chromium(report, tmp_path):
-    sync_playwright = _browser()
+    sync_playwright = sync_playwright_or_skip()
     result, paths = report
     url = paths["html"].resolve().as_uri()
     errors: list[str] = []

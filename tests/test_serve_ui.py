@@ -6,21 +6,16 @@ form, presses Generate and reads the description, the text found in the image an
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import httpx
 import pytest
 
+from browser import CHROMIUM, CHROMIUM_ARGS, sync_playwright_or_skip
 from captionkit.media.generate import write_video
 from captionkit.serve import ServeSettings
 from serve_helpers import image_bytes, live_server, pipeline_config
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [  # as in test_eval_report.py
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 KEY = "ui-key-" + uuid.uuid4().hex
 pytestmark = [  # pandas deprecations raised inside Gradio's queue, not ours
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
@@ -34,16 +29,6 @@ def ui_server(tmp_path_factory):
     with live_server(pipeline_config("basic", ocr="rapidocr"), settings, api_keys=[KEY],
                      headers={"X-API-Key": KEY}) as server:
         yield server
-
-
-def _playwright():
-    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        pytest.skip(f"browser checks need Chromium at {CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("browser checks need the playwright Python package (pip install playwright)")
-    return sync_playwright
 
 
 def test_ui_is_behind_the_key(ui_server):
@@ -63,7 +48,7 @@ def test_ui_is_behind_the_key(ui_server):
 
 
 def test_generate_posts_in_chromium(ui_server, tmp_path):
-    sync_playwright = _playwright()
+    sync_playwright = sync_playwright_or_skip()
     photo = tmp_path / "poster.png"
     photo.write_bytes(image_bytes(tmp_path, "src.png", size=(320, 200), text="SALE 50%"))
     clip = write_video(tmp_path / "clip.mp4", seconds=1.0, fps=5, size=(96, 64))

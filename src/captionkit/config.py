@@ -103,16 +103,7 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RunConfig:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"--config: file not found: {path}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--config: {path} is not valid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"--config: {path} must hold a mapping of keys to values, not {type(data).__name__}")
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_yaml_mapping(path), source=str(path))
 
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with top-level fields replaced; nested policies are replaced via ``frames=...`` etc."""
@@ -153,3 +144,17 @@ def _as_list(value: Any, where: str) -> list[str]:
     if isinstance(value, (list, tuple)):
         return [str(v) for v in value]
     raise ConfigError(f"{where} must be a list or a comma-separated string")
+
+
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """The mapping a ``--config`` YAML file holds; a missing file, bad YAML or a non-mapping is a ConfigError."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"--config: file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--config: {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config: {path} must hold a mapping of keys to values, not {type(data).__name__}")
+    return data

@@ -27,9 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from captionkit.config import RunConfig
+from captionkit.config import RunConfig, read_yaml_mapping
 from captionkit.errors import ConfigError
 
 KEYS_ENV = "CAPTIONKIT_API_KEYS"  # comma-separated API keys
@@ -155,15 +153,7 @@ class ServeSettings:
 
 def load_config_file(path: str | Path) -> tuple[RunConfig, ServeSettings]:
     """The pipeline settings and the ``serve:`` section of one YAML file."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"--config: file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--config: {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"--config: {path} must hold a mapping of keys to values, not {type(data).__name__}")
+    data = read_yaml_mapping(path)
     serve = data.pop("serve", None)
     if serve is not None and not isinstance(serve, dict):
         raise ConfigError(f"{path}: serve must be a mapping, not {type(serve).__name__}")
