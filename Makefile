@@ -9,12 +9,13 @@ TORCH  ?= torch==2.13.0
 # Debian packages the tests and examples use (installed with apt-get when root).
 APT_PACKAGES := tesseract-ocr tesseract-ocr-eng chromium  # Java (METEOR, the PTB reference) comes with the machine image
 
-.PHONY: help setup run test proofs lint clean-outputs distclean
+.PHONY: help setup run test proofs bench lint clean-outputs distclean
 
 help:
 	@echo "make run    - set up .venv (first time ~2 min), make the example media, describe + write posts for examples/posts.csv, compare two systems"
 	@echo "make test   - set up .venv (first time on a machine: + ~7 min to build llama-cpp-python once), then run the tests (~3 min)"
 	@echo "make proofs - train each trainer from a random small model on synthetic data; writes docs/proofs.md (<= 10 min each)"
+	@echo "make bench  - captionkit vs the plain transformers loop on random-weight models of the real configs (~15 min; models built once); writes docs/benchmarks.md"
 	@echo "make lint   - ruff over src/ and tests/"
 
 $(BIN)/python:
@@ -70,3 +71,7 @@ clean-outputs:
 
 distclean: clean-outputs
 	rm -rf $(VENV)
+
+bench: setup
+	@echo "==> captionkit bench: the real configurations with random weights, saved once in ~/.cache/captionkit/bench (~15 min on 2 cores)"
+	$(BIN)/captionkit bench --write-docs docs/benchmarks.md

@@ -41,6 +41,7 @@ def _root(
 _state = {"debug": False}
 
 # Register the commands (import for side effects, after `app` exists).
+from captionkit.cli import bench as _bench  # noqa: E402,F401
 from captionkit.cli import data as _data  # noqa: E402,F401
 from captionkit.cli import eval as _eval  # noqa: E402,F401
 from captionkit.cli import synth as _synth  # noqa: E402,F401

@@ -7,7 +7,9 @@ from typing import Any
 
 from captionkit.errors import ConfigError
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPES = ("auto", "fast", "float32", "bfloat16", "float16")
+QUANTIZE = ("none", "int8")
+ATTENTION = ("sdpa", "eager")
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,12 @@ class ModelOptions:
     """Where and how a model runs."""
 
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    dtype: str = "auto"  # auto (float32 on CPU, bfloat16/float16 on GPU) | float32 | bfloat16 | float16
+    dtype: str = "auto"  # auto (float32 on CPU, bfloat16/float16 on GPU) | fast (+ bfloat16 on CPUs with bf16 units) | ...
     batch_size: int = 4
+    # Fast paths (docs/benchmarks.md): each trades something, and says what.
+    quantize: str = "none"  # int8: dynamic int8 Linear layers (CPU only; outputs close to, not equal to, float32)
+    attn: str | None = None  # sdpa | eager; None: the model's default (sdpa where transformers supports it)
+    compile: bool = False  # static KV cache + torch.compile of the forward pass (slow first call per shape)
     revision: str | None = None  # hub revision (branch, tag or commit)
     trust_remote_code: bool = False  # never on by default: it runs code from the model repository
     extra: dict[str, Any] = field(default_factory=dict)  # backend-specific settings (e.g. Florence-2 task)
@@ -64,8 +70,15 @@ class ModelOptions:
             raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)} (got {self.dtype!r})")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1 (got {self.batch_size})")
+        if self.quantize not in QUANTIZE:
+            raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZE)} (got {self.quantize!r})")
+        if self.attn is not None and self.attn not in ATTENTION:
+            raise ConfigError(f"--attn must be one of {', '.join(ATTENTION)} (got {self.attn!r})")
+        if self.quantize == "int8" and self.dtype not in ("auto", "float32"):
+            raise ConfigError(f"--quantize int8 works on float32 weights; drop --dtype {self.dtype} (or --quantize)")
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps (got {self.device!r})")
 
     def cache_key(self) -> tuple[Any, ...]:
-        return (self.device, self.dtype, self.revision, self.trust_remote_code, tuple(sorted(self.extra.items())))
+        return (self.device, self.dtype, self.revision, self.trust_remote_code, self.quantize, self.attn, self.compile,
+                tuple(sorted(self.extra.items())))

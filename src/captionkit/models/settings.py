@@ -25,6 +25,9 @@ class ModelSettings:
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 4
+    quantize: str = "none"  # --quantize int8 (CPU)
+    attn: str | None = None  # --attn sdpa|eager
+    compile: bool = False  # --compile: static KV cache + torch.compile
 
     def __post_init__(self) -> None:
         _ = (self.generation, self.model_options)  # build both now so a bad value fails here, naming its flag
@@ -36,7 +39,8 @@ class ModelSettings:
 
     @property
     def model_options(self) -> ModelOptions:
-        return ModelOptions(device=self.device, dtype=self.dtype, batch_size=self.batch_size)
+        return ModelOptions(device=self.device, dtype=self.dtype, batch_size=self.batch_size,
+                            quantize=self.quantize, attn=self.attn, compile=self.compile)
 
 
 @dataclass(frozen=True)
@@ -132,8 +136,8 @@ class WriteSettings(ModelSettings):
 
     def writer_cache_key(self) -> tuple[Any, ...]:
         """What changes a loaded writer (not the per-call decoding settings)."""
-        return (self.device, self.dtype, self.adapter, self.api_key_env, self.api_model, self.concurrency,
-                self.timeout, self.retries)
+        return (self.device, self.dtype, self.quantize, self.attn, self.compile, self.adapter, self.api_key_env,
+                self.api_model, self.concurrency, self.timeout, self.retries)
 
 
 __all__ = ["CaptionSettings", "OCRSettings", "SpeechSettings", "WriteSettings", "field"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from time import perf_counter
@@ -17,6 +18,8 @@ from captionkit.pipeline.stage import Stage, Work, create_stage
 from captionkit.records import Item, ItemResult, StageError
 
 log = logging.getLogger("captionkit")
+# Stages that only fetch and decode media: an engine may run them for the next batch while models run this one.
+PREFETCHABLE = frozenset({"media", "facts"})
 
 
 class Pipeline:
@@ -50,11 +53,40 @@ class Pipeline:
                 stage.setup()
             self._ready = True
 
+    @property
+    def prefetch_stages(self) -> int:
+        """How many leading stages only read media (no model): engines may run them ahead, in another thread,
+        while the model stages work on the previous batch."""
+        count = 0
+        for stage in self.stages:
+            if not getattr(stage, "prefetch", stage.name in PREFETCHABLE):
+                break
+            count += 1
+        return count
+
     def process(self, items: Sequence[Item], attempts: Sequence[int] | None = None) -> list[ItemResult]:
+        return self.finish(self.start(items, attempts))
+
+    def start(self, items: Sequence[Item], attempts: Sequence[int] | None = None) -> Started:
+        """Run the prefetchable leading stages (:attr:`prefetch_stages`) on ``items``; :meth:`finish` does the rest."""
         self.setup()
         works = [Work(item) for item in items]
         errors = {i: StageError("read", problem, "DatasetError") for i, item in enumerate(items) if (problem := item.read_error)}
-        for stage in self.stages:
+        started = Started(works, errors, list(attempts or [1] * len(works)))
+        self._run(started, self.stages[: self.prefetch_stages])
+        return started
+
+    def finish(self, started: Started) -> list[ItemResult]:
+        self._run(started, self.stages[self.prefetch_stages:])
+        works, errors = started.works, started.errors
+        return [
+            ItemResult(id=w.item.id, item=w.item, outputs=w.outputs, timings=w.timings, error=errors.get(i), attempts=a)
+            for i, (w, a) in enumerate(zip(works, started.attempts))
+        ]
+
+    def _run(self, started: Started, stages: Sequence[Stage]) -> None:
+        works, errors = started.works, started.errors
+        for stage in stages:
             live = [i for i in range(len(works)) if i not in errors]
             for chunk in _chunks(live, max(1, stage.batch_size)):
                 for i, out, seconds in _run_stage(stage, [works[i] for i in chunk], chunk):
@@ -64,11 +96,15 @@ class Pipeline:
                         log.debug("item %s failed in %s", works[i].item.id, stage.name, exc_info=out)
                     else:
                         works[i].outputs[stage.name] = out
-        attempts = attempts or [1] * len(works)
-        return [
-            ItemResult(id=w.item.id, item=w.item, outputs=w.outputs, timings=w.timings, error=errors.get(i), attempts=a)
-            for i, (w, a) in enumerate(zip(works, attempts))
-        ]
+
+
+@dataclass
+class Started:
+    """A batch part-way through the pipeline: its works, the errors so far (by position) and attempt numbers."""
+
+    works: list[Work]
+    errors: dict[int, StageError]
+    attempts: list[int]
 
 
 def _run_stage(stage: Stage, works: list[Work], index: list[int]):

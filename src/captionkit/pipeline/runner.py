@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -114,10 +115,16 @@ class Engine(Protocol):
 
 
 class LocalEngine:
-    """``--engine local``: ``Pipeline.process`` in this process, one batch of the pipeline's batch size at a time."""
+    """``--engine local``: ``Pipeline.process`` in this process, one batch of the pipeline's batch size at a time.
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    With ``prefetch`` > 0, the media stages (fetch, decode, frame sampling: :attr:`Pipeline.prefetch_stages`) of
+    the next ``prefetch`` batches run in a background thread while the model stages work on the current one.
+    Results and their order are the same; at most ``prefetch + 1`` batches are in flight, so memory stays bounded.
+    """
+
+    def __init__(self, pipeline: Pipeline, prefetch: int = 1) -> None:
         self.pipeline = pipeline
+        self.prefetch = prefetch
 
     def __enter__(self) -> LocalEngine:
         return self
@@ -130,9 +137,28 @@ class LocalEngine:
         return self.pipeline.notices
 
     def results(self, pending: Iterator[Pending]) -> Iterator[list[tuple[Pending, ItemResult]]]:
-        while batch := list(islice(pending, max(1, self.pipeline.batch_size))):
-            results = self.pipeline.process([p.item for p in batch], attempts=[p.attempt for p in batch])
-            yield list(zip(batch, results))
+        size = max(1, self.pipeline.batch_size)
+        if self.prefetch < 1 or not getattr(self.pipeline, "prefetch_stages", 0):  # a pipeline-like without start/finish: plain
+            while batch := list(islice(pending, size)):
+                results = self.pipeline.process([p.item for p in batch], attempts=[p.attempt for p in batch])
+                yield list(zip(batch, results))
+            return
+        self.pipeline.setup()  # models load here, not in the prefetch thread
+        in_flight: deque[tuple[list[Pending], Future]] = deque()
+        with ThreadPoolExecutor(1, thread_name_prefix="captionkit-prefetch") as pool:
+
+            def submit() -> None:  # pending is read in this thread only (it reads the state store)
+                if batch := list(islice(pending, size)):
+                    items, attempts = [p.item for p in batch], [p.attempt for p in batch]
+                    in_flight.append((batch, pool.submit(self.pipeline.start, items, attempts)))
+
+            for _ in range(self.prefetch):
+                submit()
+            while in_flight:
+                batch, future = in_flight.popleft()
+                started = future.result()
+                submit()
+                yield list(zip(batch, self.pipeline.finish(started)))
 
 
 def make_engine(config: RunConfig, pipeline: Pipeline | None = None) -> Engine:
