@@ -117,6 +117,23 @@ def test_captioners_batched_equal_one_at_a_time_with_sdpa(tmp_path, save):
     assert batched == one
 
 
+def test_florence2_batch_encodes_images_one_at_a_time_with_the_same_output(tmp_path):
+    """On CPU a Florence-2 batch runs the vision tower per image and the text side batched: same captions as one
+    image per call and as transformers' own batched generate."""
+    from tiny_vlms import build_florence2
+
+    folder = str(build_florence2(tmp_path / "florence"))
+    images = _images()
+    one = load_captioner(folder, ModelOptions(device="cpu", batch_size=1)).caption(images, gen=GREEDY)
+    batched_captioner = load_captioner(folder, ModelOptions(device="cpu", batch_size=3))
+    assert batched_captioner.caption(images, gen=GREEDY) == one
+    inputs = batched_captioner.processor(images=images, text=["<MORE_DETAILED_CAPTION>"] * 3, return_tensors="pt")
+    with torch.inference_mode():
+        stock = batched_captioner.model.generate(**inputs, **GREEDY.generate_kwargs())
+        ours = batched_captioner._generate_vision_per_image(inputs, GREEDY)
+    assert torch.equal(stock, ours)
+
+
 def test_static_cache_of_compile_writes_the_same(monkeypatch, lm):
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: fn)  # a real compile takes minutes on CPU
     compiled = _writer(lm, batch_size=1, compile=True)
