@@ -318,7 +318,7 @@ def _section(r: dict[str, Any], command: str) -> str:
     return "\n".join([
         f"## {r['trainer']}", "",
         f"- command: `{command}`",
-        f"- data: `captionkit synth` ({r['train_items']} train / {r['val_items']} held-out images{extra})",
+        f"- data: `captionkit synth` ({r['train_items']} train / {r['val_items']} held-out items{extra})",
         f"- model: {r['settings']['model']}",
         f"- training: {r['settings']['method']}; batch {r['settings']['batch_size']}; {r['steps']} steps in all",
         f"- time: {r['seconds'] / 60:.1f} min on {platform.machine()} with {_cores()} cores "
