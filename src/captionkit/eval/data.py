@@ -13,28 +13,14 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from captionkit.errors import DatasetError
+from captionkit.io.jsonl import json_objects
 from captionkit.io.results import results_file
 
 FIELDS = ("description", "posts", "ocr_text", "transcript")
-
-
-def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except ValueError as exc:
-                raise DatasetError(f"{path} line {number} is not valid JSON: {exc}") from None
-            if not isinstance(value, dict):
-                raise DatasetError(f"{path} line {number}: expected a JSON object, got {type(value).__name__}")
-            yield number, value
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:
@@ -48,7 +34,7 @@ def _is_results(path: Path) -> bool:
         return (path / "results.jsonl").exists()
     if path.suffix.lower() not in (".jsonl", ".ndjson"):
         return False
-    for _, first in _jsonl(path):
+    for _, first in json_objects(path):
         return "outputs" in first and "item" in first
     return False
 
@@ -81,7 +67,7 @@ def load_predictions(path: str | Path, field: str = "description") -> tuple[dict
     preds: dict[str, str | list[str]] = {}
     skipped: dict[str, int] = {}
     if _is_results(path):
-        for _, record in _jsonl(results_file(path)):
+        for _, record in json_objects(results_file(path)):
             if record.get("error"):
                 skipped["failed item"] = skipped.get("failed item", 0) + 1
                 continue
@@ -92,7 +78,7 @@ def load_predictions(path: str | Path, field: str = "description") -> tuple[dict
             preds[str(record["id"])] = text
         return preds, skipped
     if path.suffix.lower() in (".jsonl", ".ndjson"):
-        for number, rec in _jsonl(path):
+        for number, rec in json_objects(path):
             if "input" in rec and ("caption" in rec or "error" in rec):  # `captionkit describe` output
                 key, text = rec["input"], rec.get("caption") if field == "description" else _text_of(rec, field)
             elif "id" in rec and ("text" in rec or field in rec):
@@ -122,14 +108,14 @@ def load_references(path: str | Path) -> dict[str, list[str]]:
         raise DatasetError(f"--references: no such file or folder: {path}")
     refs: dict[str, list[str]] = {}
     if _is_results(path):
-        for _, record in _jsonl(results_file(path)):
+        for _, record in json_objects(results_file(path)):
             ref = (record.get("item") or {}).get("reference")
             if ref:
                 refs.setdefault(str(record["id"]), []).append(str(ref))
         return refs
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
-        for number, rec in _jsonl(path):
+        for number, rec in json_objects(path):
             if "id" not in rec:
                 raise DatasetError(f"{path} line {number}: a reference line needs `id` (found keys: {', '.join(rec)})")
             if isinstance(rec.get("references"), list):
@@ -166,7 +152,7 @@ def load_media_paths(path: str | Path) -> dict[str, str]:
     path = Path(path)
     media: dict[str, str] = {}
     if _is_results(path):
-        for _, record in _jsonl(results_file(path)):
+        for _, record in json_objects(results_file(path)):
             files = (record.get("outputs") or {}).get("media") or []
             if files and isinstance(files[0], dict) and files[0].get("path"):
                 media[str(record["id"])] = files[0]["path"]

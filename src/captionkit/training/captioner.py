@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from captionkit.errors import ConfigError, DatasetError
+from captionkit.io.jsonl import json_objects
 from captionkit.training.common import RunState, TrainConfig, TrainLoop, prepare_output, trainable_params
-from captionkit.training.writer import model_source, resolve_device
+from captionkit.training.writer import SCHEDULERS, model_source, resolve_device
 
 log = logging.getLogger("captionkit")
 
@@ -107,16 +108,11 @@ class CaptionerTrainConfig(TrainConfig):
             raise ConfigError("--out: give the output folder")
         if self.freeze not in FREEZE:
             raise ConfigError(f"--freeze {self.freeze!r}: use one of {', '.join(FREEZE)}")
-        if self.scheduler not in ("cosine", "linear", "constant"):
-            raise ConfigError(f"--scheduler {self.scheduler!r}: use cosine, linear or constant")
-        for name in ("epochs", "batch_size", "max_length", "scst_samples", "eval_max_new_tokens",
-                     "scst_max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")
-        for name in ("max_steps", "eval_max_items", "early_stopping_patience", "train_last_n_decoder_blocks"):
-            value = getattr(self, name)
-            if value is not None and value < (0 if name == "train_last_n_decoder_blocks" else 1):
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1 (got {value})")
+        if self.scheduler not in SCHEDULERS:
+            raise ConfigError(f"--scheduler {self.scheduler!r}: use one of {', '.join(SCHEDULERS)}")
+        self.check_at_least(1, "epochs", "batch_size", "max_length", "scst_samples", "eval_max_new_tokens",
+                            "scst_max_new_tokens", "max_steps", "eval_max_items", "early_stopping_patience")
+        self.check_at_least(0, "train_last_n_decoder_blocks")
         if self.max_length < 3:
             raise ConfigError(f"--max-length must be >= 3 (got {self.max_length})")
         if not self.lr > 0:
@@ -208,17 +204,8 @@ def read_pairs(path: str | Path) -> list[Pair]:
                 pairs.append(Pair(str(img.get("item_id", img["id"])), img["file_name"], refs[0], refs,
                                   img.get("split")))
     else:
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError as exc:
-                    raise DatasetError(f"{path}:{lineno}: not a JSON object ({exc})") from None
-                if not isinstance(row, dict):
-                    raise DatasetError(f"{path}:{lineno}: not a JSON object")
-                pairs.append(_row_pair(row, f"{path}:{lineno}", lineno))
+        for lineno, row in json_objects(path):
+            pairs.append(_row_pair(row, f"{path}:{lineno}", lineno))
     if not pairs:
         raise DatasetError(f"{path}: holds no image/caption pairs")
     return pairs

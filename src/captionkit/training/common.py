@@ -80,6 +80,13 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
+    def check_at_least(self, minimum: int, *names: str) -> None:
+        """Each named field (unset = None is fine) is >= ``minimum``, else a ConfigError naming its flag."""
+        for name in names:
+            value = getattr(self, name)
+            if value is not None and value < minimum:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= {minimum} (got {value})")
+
 
 LOWER_IS_BETTER = {"loss", "val_loss"}
 

@@ -38,7 +38,6 @@ template's end-of-turn text follow, and only answer tokens (gpt turns) carry a l
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import re
 import shutil
@@ -48,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from captionkit.errors import ConfigError, DatasetError
+from captionkit.io.jsonl import json_objects
 from captionkit.models import RESIDUAL_LLAVA_TYPE
 from captionkit.training.common import TrainConfig, TrainLoop, TrainResult, prepare_output, trainable_params
 from captionkit.training.writer import DEFAULT_TARGETS, SCHEDULERS, _quiet_peft, model_source, resolve_device
@@ -153,13 +153,8 @@ class ProjectorTrainConfig(TrainConfig):
             raise ConfigError("--init already holds the vision encoder and LM; drop --vision/--lm")
         if self.scheduler not in SCHEDULERS:
             raise ConfigError(f"--scheduler {self.scheduler!r}: use one of {', '.join(SCHEDULERS)}")
-        for name in ("epochs", "batch_size", "grad_accum", "max_length", "lora_r", "eval_max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")
-        for name in ("max_steps", "save_steps", "eval_max_items", "eval_batch_size"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1 (got {value})")
+        self.check_at_least(1, "epochs", "batch_size", "grad_accum", "max_length", "lora_r", "eval_max_new_tokens",
+                            "max_steps", "save_steps", "eval_max_items", "eval_batch_size")
         if not self.lr > 0 or (self.lora_lr is not None and not self.lora_lr > 0):
             raise ConfigError("--lr / --lora-lr must be > 0")
         if not 0 <= self.warmup_ratio < 1:
@@ -420,27 +415,20 @@ def read_samples(path: str | Path, stage: int, image_root: str | None = None) ->
         raise DatasetError(f"--data {path}: no such file")
     root = Path(image_root).expanduser() if image_root else path.parent
     samples: list[Sample] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise DatasetError(f"{path}:{lineno}: not a JSON object ({exc})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("image"), str):
-                raise DatasetError(f"{path}:{lineno}: needs an image field (path relative to the data file)")
-            rid, split = str(row.get("id", lineno)), str(row.get("split") or "train")
-            image = root / row["image"]
-            if stage == 1:
-                caption = row.get("caption")
-                if not isinstance(caption, str) or not caption.strip():
-                    raise DatasetError(f"{path}:{lineno}: stage 1 rows need a caption (captions.jsonl rows)")
-                refs = [r for r in row.get("references") or [] if isinstance(r, str) and r.strip()] or [caption]
-                samples.append(Sample(rid, image, [Turn(caption_instruction(), caption.strip())], refs, split))
-                continue
-            turns = _turns(row.get("conversations"), path, lineno)
-            samples.append(Sample(rid, image, turns, [turns[-1].answer], split))
+    for lineno, row in json_objects(path):
+        if not isinstance(row.get("image"), str):
+            raise DatasetError(f"{path}:{lineno}: needs an image field (path relative to the data file)")
+        rid, split = str(row.get("id", lineno)), str(row.get("split") or "train")
+        image = root / row["image"]
+        if stage == 1:
+            caption = row.get("caption")
+            if not isinstance(caption, str) or not caption.strip():
+                raise DatasetError(f"{path}:{lineno}: stage 1 rows need a caption (captions.jsonl rows)")
+            refs = [r for r in row.get("references") or [] if isinstance(r, str) and r.strip()] or [caption]
+            samples.append(Sample(rid, image, [Turn(caption_instruction(), caption.strip())], refs, split))
+            continue
+        turns = _turns(row.get("conversations"), path, lineno)
+        samples.append(Sample(rid, image, turns, [turns[-1].answer], split))
     if not samples:
         raise DatasetError(f"{path}: holds no rows")
     return samples

@@ -22,7 +22,6 @@ that ``captionkit write --writer <folder>`` loads.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import warnings
@@ -35,6 +34,7 @@ from typing import Any
 
 from captionkit.errors import ConfigError, DatasetError
 from captionkit.extras import available, require
+from captionkit.io.jsonl import json_objects
 from captionkit.training.common import (  # noqa: F401  (re-exported: older imports name this module)
     CHECKPOINT_PREFIX,
     CONFIG_FILE,
@@ -140,14 +140,9 @@ class WriterTrainConfig(TrainConfig):
             raise ConfigError(f"--scheduler {self.scheduler!r}: use one of {', '.join(SCHEDULERS)}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
-        for name in ("epochs", "batch_size", "grad_accum", "max_length", "lora_r", "adapter_len",
-                     "eval_max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")
-        for name in ("max_steps", "save_steps", "eval_max_items", "eval_batch_size", "adapter_layers"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1 (got {value})")
+        self.check_at_least(1, "epochs", "batch_size", "grad_accum", "max_length", "lora_r", "adapter_len",
+                            "eval_max_new_tokens", "max_steps", "save_steps", "eval_max_items", "eval_batch_size",
+                            "adapter_layers")
         if not self.lr > 0:
             raise ConfigError(f"--lr must be > 0 (got {self.lr})")
         if not 0 <= self.warmup_ratio < 1:
@@ -202,28 +197,19 @@ def read_examples(path: str | Path) -> list[Example]:
     if not path.is_file():
         raise DatasetError(f"--data {path}: no such file")
     examples: list[Example] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise DatasetError(f"{path}:{lineno}: not a JSON object ({exc})") from None
-            if not isinstance(row, dict):
-                raise DatasetError(f"{path}:{lineno}: not a JSON object")
-            rid = str(row.get("id", lineno))
-            if "messages" in row:
-                examples.append(_chat_example(row["messages"], rid, path, lineno))
-                continue
-            missing = [k for k in ("instruction", "output") if not isinstance(row.get(k), str) or not row[k].strip()]
-            if missing:
-                raise DatasetError(f"{path}:{lineno}: missing or empty field(s) {', '.join(missing)}; rows need "
-                                   "instruction + output (+ input) (Alpaca) or messages (chat), as `captionkit "
-                                   "prepare` writes them")
-            text = row.get("input") or ""
-            user = f"{row['instruction']}\n\n{text}" if str(text).strip() else row["instruction"]
-            examples.append(Example(rid, SYSTEM_PROMPT, user, row["output"]))
+    for lineno, row in json_objects(path):
+        rid = str(row.get("id", lineno))
+        if "messages" in row:
+            examples.append(_chat_example(row["messages"], rid, path, lineno))
+            continue
+        missing = [k for k in ("instruction", "output") if not isinstance(row.get(k), str) or not row[k].strip()]
+        if missing:
+            raise DatasetError(f"{path}:{lineno}: missing or empty field(s) {', '.join(missing)}; rows need "
+                               "instruction + output (+ input) (Alpaca) or messages (chat), as `captionkit "
+                               "prepare` writes them")
+        text = row.get("input") or ""
+        user = f"{row['instruction']}\n\n{text}" if str(text).strip() else row["instruction"]
+        examples.append(Example(rid, SYSTEM_PROMPT, user, row["output"]))
     if not examples:
         raise DatasetError(f"{path}: holds no rows")
     return examples
