@@ -2,7 +2,9 @@
 
 The baseline is what a user writes from the model card: processor -> ``model.generate`` -> decode, one item at
 a time, float32, greedy, a fixed number of new tokens. Ours is captionkit's backend (or writer) with batching and
-one fast-path setting. Both run in this process with the same threads, alternating after a warm-up:
+one fast-path setting. The baseline runs in a process of its own, as a user's script would (nothing captionkit
+sets for its own process, such as malloc's thresholds, reaches it), with the same torch threads; the two take
+turns, so only one computes at a time, after a warm-up:
 round r runs the baseline then every setting (the order reversed on odd rounds, so slow drifts cancel), and
 the ratio of each round is baseline seconds / ours seconds. The reported ratio is the median over rounds,
 with its min and max.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import multiprocessing
 import os
 import statistics
 import threading
@@ -45,7 +48,8 @@ class CaseResult:
     new_tokens: int | None = None
     ours_tokens_per_s: float | None = None
     baseline_tokens_per_s: float | None = None
-    peak_rss_mb: float | None = None  # highest resident memory of the process during the case
+    peak_rss_mb: float | None = None  # highest resident memory of our side's process during the case
+    baseline_peak_rss_mb: float | None = None  # the baseline's process (model cases: it runs in its own)
     promise: str = ""  # what the setting promises about outputs
     note: str = ""
 
@@ -217,6 +221,67 @@ class Baseline:
         return self.processor.batch_decode(self.model.generate(**inputs, **self.kw), skip_special_tokens=True)[0].strip()
 
 
+class BaselineProcess:
+    """``Baseline`` in a child process (spawned: a fresh interpreter, not a copy of this one). ``run`` returns the
+    seconds the child measured and its outputs; ``peak_rss_mb`` is the child's highest resident memory."""
+
+    def __init__(self, model: ModelSpec, folder: Path, new_tokens: int, device: str = "cpu") -> None:
+        import torch
+
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_baseline_main, name="captionkit-bench-baseline", daemon=True,
+                                 args=(child, model, folder, new_tokens, device, torch.get_num_threads()))
+        self._proc.start()
+        child.close()
+        self.peak_rss_mb = 0.0
+        self._call("ready")
+
+    def run(self, items: Sequence[Any]) -> tuple[float, list[str]]:
+        self._conn.send(("run", list(items)))
+        seconds, outputs, self.peak_rss_mb = self._call("done")
+        return seconds, outputs
+
+    def _call(self, expected: str) -> Any:
+        try:
+            kind, payload = self._conn.recv()
+        except EOFError:
+            raise RuntimeError(f"the baseline process died (exit code {self._proc.exitcode})") from None
+        if kind != expected:
+            raise RuntimeError(f"the baseline process failed:\n{payload}")
+        return payload
+
+    def close(self) -> None:
+        try:
+            self._conn.send(("stop", None))
+        except (OSError, EOFError):
+            pass
+        self._proc.join(timeout=30)
+        if self._proc.is_alive():
+            self._proc.kill()
+        self._conn.close()
+
+
+def _baseline_main(conn: Any, model: ModelSpec, folder: Path, new_tokens: int, device: str, threads: int) -> None:
+    import resource
+    import traceback
+
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        baseline = Baseline(model, folder, new_tokens, device)
+        conn.send(("ready", None))
+        while (message := conn.recv())[0] == "run":
+            seconds, outputs = _timed(lambda items=message[1]: baseline.run(items))
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+            conn.send(("done", (seconds, outputs, peak)))
+    except Exception:  # noqa: BLE001  (reported to the parent, which raises it)
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
 @dataclass
 class _WriterSettings:
     """What LocalWriter reads from WriteSettings, with every ModelOptions field reachable."""
@@ -263,21 +328,28 @@ def model_cases(model: ModelSpec, scale: str, *, items: int, rounds: int, new_to
     folder = saved_model(model, scale, new_tokens, root)
     inputs = bench_prompts(items) if model.role == "writer" else bench_images(items)
     kind = "write" if model.role == "writer" else "describe"
-    with PeakRSS() as rss:
-        log(f"{model.name}: loading the baseline and {len(settings)} setting(s) from {folder}")
-        baseline = Baseline(model, folder, new_tokens, device)
-        ours = {s.name: Ours(model, folder, new_tokens, s, device) for s in settings}
-        baseline.run(inputs[:1])  # warm-up: one item for the loop, the whole batch shape for ours
-        for side in ours.values():
-            side.run(inputs)
-        times: dict[str, list[float]] = {"baseline": [], **{name: [] for name in ours}}
-        outputs: dict[str, list[str]] = {}
-        for r in range(rounds):
-            order = [("baseline", baseline), *ours.items()]
-            for name, side in order if r % 2 == 0 else order[::-1]:
-                seconds, outputs[name] = _timed(lambda side=side: side.run(inputs))
-                times[name].append(seconds)
-            log(f"{model.name} round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
+    log(f"{model.name}: loading the baseline (own process) and {len(settings)} setting(s) from {folder}")
+    baseline = BaselineProcess(model, folder, new_tokens, device)
+    try:
+        with PeakRSS() as rss:
+            ours = {s.name: Ours(model, folder, new_tokens, s, device) for s in settings}
+            baseline.run(inputs[:1])  # warm-up: one item for the loop, the whole batch shape for ours
+            for side in ours.values():
+                side.run(inputs)
+            times: dict[str, list[float]] = {"baseline": [], **{name: [] for name in ours}}
+            outputs: dict[str, list[str]] = {}
+            for r in range(rounds):
+                order = ["baseline", *ours]
+                for name in order if r % 2 == 0 else order[::-1]:
+                    if name == "baseline":
+                        seconds, outputs[name] = baseline.run(inputs)
+                    else:
+                        seconds, outputs[name] = _timed(lambda side=ours[name]: side.run(inputs))
+                    times[name].append(seconds)
+                log(f"{model.name} round {r + 1}/{rounds}: "
+                    + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()))
+    finally:
+        baseline.close()
     results = []
     for s in settings:
         ratios = [b / o for b, o in zip(times["baseline"], times[s.name])]
@@ -289,11 +361,11 @@ def model_cases(model: ModelSpec, scale: str, *, items: int, rounds: int, new_to
             ratio=statistics.median(ratios), ratio_min=min(ratios), ratio_max=max(ratios),
             identical=all(same), agreement=sum(same) / len(same), new_tokens=new_tokens,
             ours_tokens_per_s=items * new_tokens / ours_s, baseline_tokens_per_s=items * new_tokens / base_s,
-            peak_rss_mb=rss.peak_mb, promise=s.promise,
+            peak_rss_mb=rss.peak_mb, baseline_peak_rss_mb=baseline.peak_rss_mb, promise=s.promise,
             note=f"batch {s.options['batch_size']}" + ("" if all(same) or not s.exact else
                                                        "; outputs differ although the setting promises equality"),
         ))
-    del baseline, ours
+    del ours
     _forget_loaded()
     return results
 

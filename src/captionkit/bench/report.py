@@ -56,12 +56,19 @@ def table_rows(results: Sequence[CaseResult]) -> list[list[str]]:
         rows.append([r.name, str(r.items), _fmt(r.baseline_items_per_s), _fmt(r.ours_items_per_s),
                      _fmt(r.baseline_tokens_per_s, 1) if r.new_tokens else "-",
                      _fmt(r.ours_tokens_per_s, 1) if r.new_tokens else "-",
-                     f"{r.ratio:.2f}x ({r.ratio_min:.2f}-{r.ratio_max:.2f})", same, _fmt(r.peak_rss_mb, 0)])
+                     f"{r.ratio:.2f}x ({r.ratio_min:.2f}-{r.ratio_max:.2f})", same, _memory(r)])
     return rows
 
 
+def _memory(r: CaseResult) -> str:
+    """Peak resident MB: "plain / ours" where the baseline had a process of its own, else the one process's."""
+    if r.baseline_peak_rss_mb is None:
+        return _fmt(r.peak_rss_mb, 0)
+    return f"{r.baseline_peak_rss_mb:.0f} / {_fmt(r.peak_rss_mb, 0)}"
+
+
 HEADER = ["case", "items", "plain items/s", "ours items/s", "plain tok/s", "ours tok/s", "ratio (min-max)",
-          "identical", "peak RSS MB"]
+          "identical", "peak RSS MB (plain / ours)"]
 
 
 def print_table(results: Sequence[CaseResult], console: Any = None) -> None:

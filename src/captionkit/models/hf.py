@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 from captionkit.errors import ConfigError, MissingExtraError, ModelUnavailableError
 from captionkit.extras import require
+from captionkit.models.allocator import keep_freed_memory
 from captionkit.models.options import ModelOptions
 
 
@@ -167,6 +168,8 @@ def load_model(spec: str, cls_name: str, options: ModelOptions, flag: str = "--c
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{flag} {spec}: cannot load the model with {cls_name} ({_short(exc)})") from None
     model = model.to(device).eval()
+    if device == "cpu":
+        keep_freed_memory()  # no page faults on every large activation (models/allocator.py); outputs unchanged
     return apply_fast_paths(model, options)
 
 
