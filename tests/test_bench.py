@@ -97,3 +97,15 @@ def test_real_writer_configs_have_the_published_size(name, params):
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**cfg))
     assert abs(sum(p.numel() for p in model.parameters()) - params) / params < 0.01
+
+
+def test_compile_is_a_writer_setting_run_only_when_named():
+    from captionkit.bench.cases import settings_for
+
+    assert [s.name for s in settings_for("writer", 8, True)] == ["batched", "bf16", "int8"]
+    named = settings_for("writer", 8, False, ["batched", "compile"])
+    assert [s.name for s in named] == ["batched", "compile"] and named[1].options["compile"] is True
+    assert settings_for("captioner", 4, True, ["compile"]) == []
+    assert plan_for("quick", settings=["compile"]).settings == ("compile",)
+    with pytest.raises(ConfigError, match="known: batched, bf16, int8, compile"):
+        plan_for("quick", settings=["fp8"])

@@ -80,6 +80,9 @@ def without_timings(record: dict) -> dict:
 # --- the local engine's tests, on Ray ---------------------------------------------------------------------
 @pytest.mark.parametrize("test", [
     runner_tests.test_run_records_each_item_and_its_error,
+    runner_tests.test_rerun_skips_done_and_retries_failed_until_the_limit,
+    runner_tests.test_a_half_written_line_is_repaired_on_resume,
+    runner_tests.test_resuming_with_other_settings_is_refused,
     runner_tests.test_a_broken_jsonl_line_or_media_cell_fails_that_row_only,
     runner_tests.test_url_rows_download_once_and_a_404_fails_only_its_row,
 ], ids=lambda t: t.__name__.removeprefix("test_"))

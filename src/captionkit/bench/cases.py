@@ -76,7 +76,8 @@ class Setting:
 def settings_for(role: str, batch_size: int, bf16: bool, names: Sequence[str] | None = None,
                  gpu: bool = False) -> list[Setting]:
     """``batched`` (float32: outputs equal), ``bf16`` (where the CPU has bf16 units, or on GPU), ``int8`` (dynamic,
-    CPU only)."""
+    CPU only); ``compile`` (writers: static KV cache + torch.compile) only when named, as its first call compiles
+    for a minute or more."""
     all_settings = [
         Setting("batched", {"batch_size": batch_size, "dtype": "float32"}, True,
                 "equal to the plain loop (float32, batched)"),
@@ -84,9 +85,12 @@ def settings_for(role: str, batch_size: int, bf16: bool, names: Sequence[str] | 
                 "bfloat16 weights: close to float32, not equal"),
         Setting("int8", {"batch_size": batch_size, "dtype": "float32", "quantize": "int8"}, False,
                 "dynamic int8 Linear layers: close to float32, not equal"),
+        Setting("compile", {"batch_size": batch_size, "dtype": "float32", "compile": True}, False,
+                "static KV cache + torch.compile: equal up to the rounding of fused kernels"),
     ]
-    return [s for s in all_settings if (names is None or s.name in names) and (bf16 or gpu or s.name != "bf16")
-            and not (gpu and s.name == "int8")]
+    return [s for s in all_settings if (s.name in names if names is not None else s.name != "compile")
+            and (bf16 or gpu or s.name != "bf16") and not (gpu and s.name == "int8")
+            and (role == "writer" or s.name != "compile")]
 
 
 # ------------------------------------------------------------------------------------------- memory
@@ -268,8 +272,10 @@ def _baseline_main(conn: Any, model: ModelSpec, folder: Path, new_tokens: int, d
 
     try:
         import torch
+        import transformers
 
         torch.set_num_threads(threads)
+        transformers.utils.logging.disable_progress_bar()  # as the bench's own process: its lines stay readable
         baseline = Baseline(model, folder, new_tokens, device)
         conn.send(("ready", None))
         while (message := conn.recv())[0] == "run":

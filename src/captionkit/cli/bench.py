@@ -21,12 +21,14 @@ def bench(
     scale: Optional[str] = typer.Option(None, "--scale", help="full, quick or tiny (tests). [default: full; --quick: quick]"),
     as_json: bool = typer.Option(False, "--json", help="Print the results as a JSON list of cases (table to stderr)."),
     models: Optional[list[str]] = typer.Option(None, "--models", help="Only these models (comma-separated names)."),
-    settings: Optional[list[str]] = typer.Option(None, "--settings", help="Only these settings: batched, bf16, int8."),
+    settings: Optional[list[str]] = typer.Option(
+        None, "--settings", help="Only these settings: batched, bf16, int8, compile (writers, only when named: it "
+                                 "compiles for a minute or more first)."),
     items: Optional[int] = typer.Option(None, "--items", min=1, help="Items per timed run."),
     rounds: Optional[int] = typer.Option(None, "--rounds", min=1, help="Alternating A/B rounds after the warm-up."),
     new_tokens: Optional[int] = typer.Option(None, "--new-tokens", min=1, help="New tokens per item (fixed)."),
     frames: bool = typer.Option(True, "--frames/--no-frames", help="Also time video frame sampling."),
-    run_items: Optional[int] = typer.Option(None, "--run-items", min=0, help="Items for the end-to-end `captionkit run` case; 0 skips it. [default: 1000; --quick: 200]"),
+    run_items: Optional[int] = typer.Option(None, "--run-items", min=0, help="Items for the end-to-end `captionkit run` case; 0 skips it. [default: 2000; --quick: 200]"),
     ray: Optional[bool] = typer.Option(None, "--ray/--no-ray", help="Also run the end-to-end case on the Ray engine. [default: on for the full bench]"),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda[:N]: where both sides run (int8 is CPU only)."),
     write_docs: Optional[Path] = typer.Option(None, "--write-docs", help="Put the results into this Markdown file."),
