@@ -10,14 +10,12 @@ up verbatim in per-item error records of batch runs.
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import ipaddress
 import json
 import math
 import mimetypes
 import os
-import random
 import re
 import shutil
 import socket
@@ -36,6 +34,7 @@ from urllib.request import url2pathname
 import httpx
 
 from captionkit import __version__
+from captionkit.backoff import MAX_RETRY_AFTER, parse_retry_after, retry_delay
 from captionkit.errors import ConfigError, FetchError, MediaError
 from captionkit.media.kinds import MEDIA_SUFFIXES
 
@@ -51,10 +50,6 @@ __all__ = [
     "shared_client",
 ]
 
-#: Longest wait a server's ``Retry-After`` can impose between two attempts, in seconds.
-MAX_RETRY_AFTER = 30.0
-#: Fraction of random extra delay added to each backoff, so parallel workers do not retry in lockstep.
-JITTER = 0.1
 _HTTP_SCHEMES = ("http", "https")
 # A scheme as RFC 3986 spells it; two letters at least so Windows drive letters ("C:") stay paths.
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+):")
@@ -414,17 +409,10 @@ def _download_with_retries(url: str, policy: FetchPolicy, cache: MediaCache, cli
         except _Retryable as exc:
             failure = exc
             if attempt + 1 < policy.attempts:
-                _sleep(_retry_delay(policy, attempt, exc.retry_after))
+                _sleep(retry_delay(policy.backoff, attempt, exc.retry_after, max_retry_after=MAX_RETRY_AFTER))
     n = policy.attempts
     tries = f" ({n} attempts)" if n > 1 else ""
     raise _error(f"{failure.reason}{tries}", url, failure.final_url)
-
-
-def _retry_delay(policy: FetchPolicy, attempt: int, retry_after: float | None) -> float:
-    delay = policy.backoff * 2.0**attempt * (1 + random.uniform(0, JITTER))
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
-    return delay
 
 
 def _download_once(url: str, policy: FetchPolicy, cache: MediaCache, client: httpx.Client) -> Path:
@@ -479,7 +467,7 @@ def _check_response(url: str, final: str, response: httpx.Response, policy: Fetc
     if not 200 <= status < 300:
         reason = f"HTTP {status} {response.reason_phrase or httpx.codes.get_reason_phrase(status)}".rstrip()
         if status in (408, 429) or status >= 500:
-            raise _Retryable(reason, shown_final, _parse_retry_after(response.headers.get("retry-after")))
+            raise _Retryable(reason, shown_final, parse_retry_after(response.headers.get("retry-after")))
         raise _error(reason, url, shown_final)
     content_type = response.headers.get("content-type")
     if not _content_type_allowed(content_type, policy):
@@ -587,22 +575,6 @@ def _content_length(response: httpx.Response) -> int | None:
     except ValueError:
         return None
     return value if value >= 0 else None
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 def _size(n: int) -> str:

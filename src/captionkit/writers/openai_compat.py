@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import re
 import threading
 import time
@@ -40,6 +39,7 @@ from typing import Any
 import httpx
 
 from captionkit import __version__
+from captionkit.backoff import JITTER, MAX_RETRY_AFTER, parse_retry_after, retry_delay
 from captionkit.errors import CaptionkitError, ConfigError
 from captionkit.models.options import GenerationOptions
 from captionkit.writers.base import Prompt, register_writer
@@ -50,10 +50,6 @@ log = logging.getLogger(__name__)
 
 #: Base delay between attempts: attempt ``n`` (0-based) waits ``BACKOFF * 2**n`` plus jitter.
 BACKOFF = 0.5
-#: Fraction of random extra delay added to each backoff, so parallel workers do not retry in lockstep.
-JITTER = 0.1
-#: Longest wait a server's ``Retry-After`` can impose between two attempts, in seconds.
-MAX_RETRY_AFTER = 30.0
 #: Longest any single backoff grows to, in seconds.
 MAX_BACKOFF = 30.0
 #: How long the construction-time look at ``/models`` may take (it only fills in ``model_id`` early).
@@ -119,27 +115,6 @@ def _seconds(value: float) -> str:
 def _one_line(text: str, limit: int = 200) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    import email.utils
-    from datetime import datetime, timezone
-
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 def _server_message(response: httpx.Response) -> str:
@@ -291,7 +266,7 @@ class OpenAICompatWriter:
         message = _server_message(response)
         said = f" ({message})" if message else ""
         if status in (408, 429) or status >= 500:
-            raise _Retryable(f"answered {phrase}{said}", status, _parse_retry_after(response.headers.get("retry-after")))
+            raise _Retryable(f"answered {phrase}{said}", status, parse_retry_after(response.headers.get("retry-after")))
         hint = ""
         if status in (401, 403):
             if not self.api_key_env:
@@ -321,10 +296,8 @@ class OpenAICompatWriter:
         raise WriterServerError(f"writer {self.url} {failure.reason}{gave_up}", status=failure.status, retryable=True)
 
     def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
-        delay = min(self.backoff * 2.0**attempt, MAX_BACKOFF) * (1 + random.uniform(0, JITTER))
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.max_retry_after))
-        return delay
+        return retry_delay(self.backoff, attempt, retry_after, max_retry_after=self.max_retry_after,
+                           max_backoff=MAX_BACKOFF)
 
     # ---------------------------------------------------------------------------------------- model
 
