@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from captionkit.bench.configs import ModelSpec, saved_model
+from captionkit.models.allocator import release_free_memory
 from captionkit.models.options import GenerationOptions, ModelOptions
 
 
@@ -266,8 +267,22 @@ class BaselineProcess:
         self._conn.close()
 
 
-def _baseline_main(conn: Any, model: ModelSpec, folder: Path, new_tokens: int, device: str, threads: int) -> None:
+def _own_peak_mb() -> float:
+    """This process's highest resident memory: VmHWM, which starts afresh at exec (ru_maxrss would carry the
+    parent's peak over from the fork)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
     import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _baseline_main(conn: Any, model: ModelSpec, folder: Path, new_tokens: int, device: str, threads: int) -> None:
     import traceback
 
     try:
@@ -280,9 +295,8 @@ def _baseline_main(conn: Any, model: ModelSpec, folder: Path, new_tokens: int, d
         conn.send(("ready", None))
         while (message := conn.recv())[0] == "run":
             seconds, outputs = _timed(lambda items=message[1]: baseline.run(items))
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-            conn.send(("done", (seconds, outputs, peak)))
-    except Exception:  # noqa: BLE001  (reported to the parent, which raises it)
+            conn.send(("done", (seconds, outputs, _own_peak_mb())))
+    except Exception:  # reported to the parent, which raises it
         conn.send(("error", traceback.format_exc()))
     finally:
         conn.close()
@@ -384,6 +398,7 @@ def _forget_loaded() -> None:
     captioners._LOADED.clear()
     writers._LOADED.clear()
     gc.collect()
+    release_free_memory()  # what models/allocator.py kept in the heap, so that memory figures start from here
 
 
 # ------------------------------------------------------------------------------------------- video frames

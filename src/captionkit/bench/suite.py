@@ -10,7 +10,6 @@ from captionkit.bench.cases import CaseResult, frames_case, model_cases, run_cas
 from captionkit.bench.configs import SPECS, saved_model, spec
 from captionkit.errors import ConfigError
 
-
 SETTINGS = ("batched", "bf16", "int8", "compile")  # compile: writers only, and only when asked for by name
 
 

@@ -9,8 +9,12 @@ mmap_threshold=...:glibc.malloc.trim_threshold=...`` does at start-up, done here
 freed blocks stay in malloc's heap and are reused: no page faults after the first call, ~10% less time per image
 (docs/benchmarks.md). Outputs are unchanged: it is the same arithmetic on other addresses.
 
+It helps where the model runs on the process's main thread (``describe``, ``run`` on the local engine, Ray
+actors). A model called from other threads (the HTTP server's workers) allocates from glibc's per-thread arenas,
+which map blocks this large afresh whatever the thresholds say; preload jemalloc or tcmalloc there.
+
 The trade: memory freed by the model stays with the process (its resident size stays near its peak between
-batches instead of falling back). Set ``CAPTIONKIT_MALLOC=system`` to keep glibc's defaults. Nothing is changed
+batches instead of falling back); ``release_free_memory()`` hands it back, e.g. after unloading a model. Set ``CAPTIONKIT_MALLOC=system`` to keep glibc's defaults. Nothing is changed
 where another allocator is preloaded (jemalloc, tcmalloc, mimalloc: they cache on their own), where
 ``GLIBC_TUNABLES`` already sets malloc thresholds, or off glibc (macOS, musl, Windows).
 """
@@ -62,3 +66,17 @@ def _apply() -> str:
     if mallopt(M_MMAP_THRESHOLD, THRESHOLD) != 1 or mallopt(M_TRIM_THRESHOLD, THRESHOLD) != 1:
         return "glibc refused the thresholds"
     return "applied"
+
+
+def release_free_memory() -> bool:
+    """Return malloc's free memory to the system (glibc's ``malloc_trim(0)``, which also releases free pages in the
+    middle of the heap); False where there is no glibc. For a process that drops models it will not load again."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True
