@@ -444,9 +444,14 @@ def _init(address: str, given: str, timeout: float) -> None:
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
+        # Ray >= 2.5x turns on token authentication for clusters `ray start --head` starts; a client without the
+        # token is not refused, it is left waiting.
+        auth = ("" if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" else
+                " If the cluster uses token authentication (the default for `ray start --head` in recent Ray), set "
+                "RAY_AUTH_MODE=token and the token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token).")
         raise ConfigError(f"--address {given}: something answers there but no Ray cluster replied within {timeout:.0f} s. "
                           f"Give the head node's GCS port (HOST:6379 by default) or its Ray Client port "
-                          f"(ray://HOST:10001 by default).")
+                          f"(ray://HOST:10001 by default).{auth}")
     if failed:
         raise failed[0]
 
