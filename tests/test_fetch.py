@@ -691,17 +691,41 @@ def fetch_error_cached(url: str, policy: FetchPolicy, cache: MediaCache) -> str:
 def test_ssrf_guard_checks_every_hop(
     srv: MediaServer, cache: MediaCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Pretend 127.0.0.1 is a public address so the first hop passes; the redirect to
-    # "localhost" must then be refused.
-    real = fetchmod._resolve
-    monkeypatch.setattr(
-        fetchmod, "_resolve", lambda h, p: ["93.184.216.34"] if h == "127.0.0.1" else real(h, p)
-    )
+    # Pretend the test server's 127.0.0.1 is a public address so the first hop passes (and connects);
+    # the redirect to "localhost", here resolving to a private address, must then be refused.
+    real_resolve, real_kind = fetchmod._resolve, fetchmod.non_public_kind
+    monkeypatch.setattr(fetchmod, "_resolve", lambda h, p: ["10.0.0.7"] if h == "localhost" else real_resolve(h, p))
+    monkeypatch.setattr(fetchmod, "non_public_kind", lambda a: None if a == "127.0.0.1" else real_kind(a))
     url = srv.url("/to-private")
     message = fetch_error(url, FetchPolicy(allow_private=False), cache)
-    assert message.startswith("refused: host 'localhost' resolves to a loopback address")
+    assert message.startswith("refused: host 'localhost' resolves to a private address (10.0.0.7)")
     assert "redirected to http://localhost:" in message
     assert srv.hits["/to-private"] == 1 and srv.hits["/img.png"] == 0
+
+
+def test_ssrf_guard_connects_only_to_the_addresses_it_checked(
+    srv: MediaServer, cache: MediaCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name resolves to a public address when checked, then to the server's loopback address
+    when httpx would resolve it again to connect. The connection uses its own checked answer: refused, no hit."""
+    answers = iter([["93.184.216.34"], ["127.0.0.1"]])
+    monkeypatch.setattr(fetchmod, "_resolve", lambda h, p: next(answers))
+    url = srv.url("/img.png").replace("127.0.0.1", "rebind.example")
+    message = fetch_error(url, FetchPolicy(allow_private=False), cache)
+    assert message == f"refused: host 'rebind.example' resolves to a loopback address (127.0.0.1): {url}"
+    assert srv.hits["/img.png"] == 0
+
+
+def test_public_only_connections_reach_public_addresses_they_checked(
+    srv: MediaServer, cache: MediaCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guarded client connects to the address its check saw (here the server's, counted as public)."""
+    real_kind = fetchmod.non_public_kind
+    monkeypatch.setattr(fetchmod, "non_public_kind", lambda a: None if a == "127.0.0.1" else real_kind(a))
+    monkeypatch.setattr(fetchmod, "_resolve", lambda h, p: ["127.0.0.1"])
+    url = srv.url("/img.png").replace("127.0.0.1", "cdn.example")
+    assert fetch(url, FetchPolicy(allow_private=False), cache).read_bytes() == PNG
+    assert srv.hits["/img.png"] == 1
 
 
 def test_ssrf_guard_checks_every_address(cache: MediaCache, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,6 +31,7 @@ from typing import IO, Any
 from urllib.parse import urljoin, urlsplit
 from urllib.request import url2pathname
 
+import httpcore
 import httpx
 
 from captionkit import __version__
@@ -324,34 +325,71 @@ def _unlink_quietly(path: Path) -> None:
 # Shared HTTP client
 # --------------------------------------------------------------------------------------------
 
-_client: httpx.Client | None = None
+_clients: dict[bool, httpx.Client] = {}  # public_only -> client
 _client_pid: int | None = None
 _client_lock = threading.Lock()
 
 
-def shared_client() -> httpx.Client:
-    """The process-wide client (connection pooling across thousands of fetches).
+def shared_client(public_only: bool = False) -> httpx.Client:
+    """The process-wide client (connection pooling across thousands of fetches); with ``public_only``, the one
+    whose connections may only go to public addresses (``FetchPolicy(allow_private=False)``).
 
     Recreated after ``fork`` because pooled sockets must not be shared between processes.
     """
-    global _client, _client_pid
+    global _client_pid
     with _client_lock:
-        if _client is None or _client_pid != os.getpid():
-            _client = httpx.Client(
-                follow_redirects=False,  # redirects are followed by hand, to check every hop
-                limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-            )
+        if _client_pid != os.getpid():
+            _clients.clear()
             _client_pid = os.getpid()
-        return _client
+        if public_only not in _clients:
+            transport = httpx.HTTPTransport(limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
+            if public_only:
+                # httpx has no public hook for the socket layer; its pool (httpcore) takes a network backend.
+                transport._pool._network_backend = _PublicOnlyBackend()
+            _clients[public_only] = httpx.Client(
+                transport=transport,
+                follow_redirects=False,  # redirects are followed by hand, to check every hop
+            )
+        return _clients[public_only]
 
 
 def close_shared_client() -> None:
-    """Close the process-wide client; the next :func:`fetch` opens a new one."""
-    global _client
+    """Close the process-wide clients; the next :func:`fetch` opens new ones."""
     with _client_lock:
-        if _client is not None and _client_pid == os.getpid():
-            _client.close()
-        _client = None
+        if _client_pid == os.getpid():
+            for client in _clients.values():
+                client.close()
+        _clients.clear()
+
+
+class _RefusedAddress(httpcore.ConnectError):
+    """The host resolved to an address that must not be fetched; its text is the whole reason."""
+
+
+class _PublicOnlyBackend(httpcore.SyncBackend):
+    """Connects to a host only through addresses it has checked itself, in the same DNS answer it connects with.
+
+    ``_check_host`` refuses private hosts before a request, but a name can resolve to a public address then and
+    to a private one a moment later (DNS rebinding); this backend resolves once, refuses the host if any answer
+    is not public, and connects to those very addresses. (With an HTTP(S)_PROXY the proxy connects instead.)
+    """
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore.NetworkStream:
+        try:
+            addresses = _resolve(host, port)
+        except (OSError, UnicodeError) as exc:
+            raise httpcore.ConnectError(f"cannot resolve host {host!r} ({_one_line(exc)})") from exc
+        for address in addresses:
+            if (kind := non_public_kind(address)) is not None:
+                raise _RefusedAddress(f"refused: host {host!r} resolves to a {kind} address ({address})")
+        failure: Exception = httpcore.ConnectError(f"no address for host {host!r}")
+        for address in addresses:
+            try:
+                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError as exc:
+                failure = exc
+        raise failure
 
 
 # --------------------------------------------------------------------------------------------
@@ -399,7 +437,7 @@ def fetch(
     hit = cache.get(url)
     if hit is not None:
         return hit
-    return _download_with_retries(url, policy, cache, client or shared_client())
+    return _download_with_retries(url, policy, cache, client or shared_client(public_only=not policy.allow_private))
 
 
 def _download_with_retries(url: str, policy: FetchPolicy, cache: MediaCache, client: httpx.Client) -> Path:
@@ -457,6 +495,8 @@ def _send(client: httpx.Client, target: str, policy: FetchPolicy, url: str) -> h
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         raise _error(f"invalid URL ({_one_line(exc)})", url, final) from exc
     except httpx.TransportError as exc:
+        if isinstance(exc.__cause__, _RefusedAddress):  # the connection's own SSRF check: final, not retried
+            raise _error(str(exc.__cause__), url, final) from exc
         raise _Retryable(f"connection failed ({_describe(exc)})", final) from exc
 
 
