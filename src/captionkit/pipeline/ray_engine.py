@@ -112,7 +112,9 @@ class RayEngine:
         if endpoint is not None:
             _check_reachable(label, endpoint, self.settings.connect_timeout)
         try:
-            _init(address, label, max(30.0, 3 * self.settings.connect_timeout))
+            # Ray Client's server starts a process per connection first: seconds on a busy head node.
+            floor = 60.0 if address.startswith("ray://") else 30.0
+            _init(address, label, max(floor, 3 * self.settings.connect_timeout))
         except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
             raise ConfigError(f"--address {label}: cannot connect to a Ray cluster there: {_first_line(exc)}") from None
         self._started = True
@@ -160,22 +162,17 @@ class RayEngine:
         plan = self.plan()
         feed = ray.remote(num_cpus=0)(_Feed).remote()
         ledger = ray.remote(num_cpus=0)(_CrashLedger).remote()
-        ds = ray.data.read_datasource(_FeedSource(feed), num_cpus=0, override_num_blocks=1).map_batches(
-            _PipelineWorker,
-            fn_constructor_kwargs={"pipeline": self.pipeline, "ledger": ledger, "env": _captionkit_env()},
-            batch_size=plan["batch_size"],
-            batch_format="numpy",
-            compute=ActorPoolStrategy(size=plan["actors"]),
-            num_cpus=plan["num_cpus"],
-            num_gpus=plan["num_gpus"] or None,
-        )
-        ctx = ds.context
-        ctx.target_max_block_size = 1  # a block per row: an item goes out (and its result comes back) at once
-        ctx.enable_progress_bars = False  # the runner has its own
-        ctx.print_on_execution_start = False
-        ctx.enable_auto_log_stats = False
         out: queue.Queue = queue.Queue()
-        consumer = threading.Thread(target=_consume, args=(ds, out), name="captionkit-ray-results", daemon=True)
+        helpers = [feed, ledger]
+        if ray.util.client.ray.is_connected():
+            # Through Ray Client this process is no Ray worker, and Ray Data's executor needs one: an actor on the
+            # cluster runs the dataset, and a thread here relays its messages.
+            remote = ray.remote(num_cpus=0)(_RemoteResults).remote(feed, ledger, self.pipeline, plan, _captionkit_env())
+            helpers.append(remote)
+            consumer = threading.Thread(target=_relay, args=(remote, out), name="captionkit-ray-results", daemon=True)
+        else:
+            ds = _dataset(feed, ledger, self.pipeline, plan, _captionkit_env())
+            consumer = threading.Thread(target=_consume, args=(ds, out), name="captionkit-ray-results", daemon=True)
         consumer.start()
         lost = False
         try:
@@ -185,7 +182,7 @@ class RayEngine:
             raise
         finally:
             if not lost:
-                for handle in (feed, ledger):  # ends the read task, and with it the dataset's execution
+                for handle in helpers:  # ends the read task, and with it the dataset's execution
                     try:
                         ray.kill(handle, no_restart=True)
                     except Exception:  # never hide the error that brought us here
@@ -385,6 +382,54 @@ class _PipelineWorker:
 def _payload(result: ItemResult) -> dict[str, Any]:
     record = result.to_dict()
     return {"outputs": record["outputs"], "timings": record["timings"], "error": record["error"]}
+
+
+def _dataset(feed: Any, ledger: Any, pipeline: Pipeline, plan: dict[str, Any], env: dict[str, str]) -> Any:
+    """The read task on ``feed`` and the actor pool that runs ``pipeline`` on its rows."""
+    ds = ray.data.read_datasource(_FeedSource(feed), num_cpus=0, override_num_blocks=1).map_batches(
+        _PipelineWorker,
+        fn_constructor_kwargs={"pipeline": pipeline, "ledger": ledger, "env": env},
+        batch_size=plan["batch_size"],
+        batch_format="numpy",
+        compute=ActorPoolStrategy(size=plan["actors"]),
+        num_cpus=plan["num_cpus"],
+        num_gpus=plan["num_gpus"] or None,
+    )
+    ctx = ds.context
+    ctx.target_max_block_size = 1  # a block per row: an item goes out (and its result comes back) at once
+    ctx.enable_progress_bars = False  # the runner has its own
+    ctx.print_on_execution_start = False
+    ctx.enable_auto_log_stats = False
+    return ds
+
+
+class _RemoteResults:
+    """Runs the dataset on the cluster for a driver connected through Ray Client; ``next`` hands over its
+    messages (what ``_consume`` puts on the queue) one at a time, or None after ``timeout`` seconds of none."""
+
+    def __init__(self, feed: Any, ledger: Any, pipeline: Pipeline, plan: dict[str, Any], env: dict[str, str]) -> None:
+        self.out: queue.Queue = queue.Queue()
+        ds = _dataset(feed, ledger, pipeline, plan, env)
+        threading.Thread(target=_consume, args=(ds, self.out), name="captionkit-ray-results", daemon=True).start()
+
+    def next(self, timeout: float) -> tuple[str, Any] | None:
+        try:
+            return self.out.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+
+def _relay(remote: Any, out: queue.Queue) -> None:
+    """Runs in a thread of a Ray Client driver: ``_RemoteResults``' messages onto ``out``, until the end."""
+    try:
+        while True:
+            message = ray.get(remote.next.remote(1.0))
+            if message is not None:
+                out.put(message)
+                if message[0] in ("end", "error"):
+                    return
+    except BaseException as exc:  # handed to the main thread, which raises it (or finds the cluster gone)
+        out.put(("error", exc))
 
 
 def _consume(ds: Any, out: queue.Queue) -> None:
