@@ -505,50 +505,17 @@ def synthetic_dataset(n: int, root: Path | None = None) -> Path:
 def run_case(n: int, *, captioner: Path, engines: Sequence[str] = ("local",), root: Path | None = None,
              log: Callable[[str], None] = lambda _: None) -> list[CaseResult]:
     """``captionkit run`` over ``n`` images (media, facts, caption with ``captioner``, template posts): the local
-    engine with prefetch (ours) against the same engine without it, and the Ray engine when asked; peak memory
-    at n/4 and n items shows whether memory stays flat as the dataset grows."""
-    import shutil
-    import tempfile
-
-    from captionkit.api import pipeline_for
-    from captionkit.config import RunConfig
-    from captionkit.io.readers import read_dataset
-    from captionkit.models.settings import CaptionSettings, WriteSettings
-    from captionkit.pipeline.runner import LocalEngine, Runner, make_engine
-
+    engine with prefetch (ours) against the same engine without it, and the Ray engine when asked. Each run is a
+    process of its own (models loaded before the clock starts), so its peak memory is that run's alone: peak
+    memory at n/4 and n items shows whether memory stays flat as the dataset grows."""
     table = synthetic_dataset(n, root)
-    config = RunConfig(stages=["media", "facts", "caption", "write"], formats=["jsonl"],
-                       caption=CaptionSettings(model=str(captioner), batch_size=8, max_new_tokens=8, device="cpu"),
-                       write=WriteSettings(writer="template"))
-    pipeline = pipeline_for(config)
-
-    def one(engine_name: str, limit: int) -> tuple[float, float, list[str]]:
-        ds = read_dataset(table, config.mapping)
-        items = [item for _, item in zip(range(limit), ds)]
-        out = Path(tempfile.mkdtemp(prefix="captionkit-bench-run-"))
-        try:
-            if engine_name == "ray":
-                engine = make_engine(dataclasses.replace(config, engine="ray",
-                                                         ray=dataclasses.replace(config.ray, address="local")))
-            else:
-                engine = LocalEngine(pipeline, prefetch=0 if engine_name == "local-no-prefetch" else 1)
-            with PeakRSS() as rss:
-                start = time.perf_counter()
-                Runner(None, out, config, progress=False, engine=engine).run(items, total=len(items))
-                seconds = time.perf_counter() - start
-            lines = (out / "results.jsonl").read_text(encoding="utf-8").splitlines()
-            return seconds, rss.peak_mb, [_strip_timings(line) for line in lines]
-        finally:
-            shutil.rmtree(out, ignore_errors=True)
-
     for path in table.parent.glob("*.jpg"):  # every file read once: the first pass over new files is slower
         path.read_bytes()
-    # Memory first at n/4 (RSS rarely shrinks, so a later, smaller run would only repeat the peak), then n.
-    _, peak_quarter, _ = one("local", max(1, n // 4))
+    _, peak_quarter, _ = _run_in_own_process(table, str(captioner), "local", max(1, n // 4))
     t_base, t_ours = [], []
     for r in range(2):  # A B B A
         for name, times in [("local-no-prefetch", t_base), ("local", t_ours)][:: 1 if r == 0 else -1]:
-            seconds, peak_n, out = one(name, n)
+            seconds, peak_n, out = _run_in_own_process(table, str(captioner), name, n)
             times.append(seconds)
             if name == "local":
                 peak, out_ours = peak_n, out
@@ -559,16 +526,61 @@ def run_case(n: int, *, captioner: Path, engines: Sequence[str] = ("local",), ro
     ratios = [b / o for b, o in zip(t_base, t_ours)]
     results = [_run_result("run/local-prefetch", n, statistics.median(t_base), statistics.median(t_ours), ratios,
                            out_base == out_ours, peak,
-                           f"against the local engine without prefetch; peak RSS {peak_quarter:.0f} MB at {n // 4} "
-                           f"items, {peak:.0f} MB at {n}")]
+                           f"against the local engine without prefetch; each run a process of its own: peak RSS "
+                           f"{peak_quarter:.0f} MB at {n // 4} items, {peak:.0f} MB at {n}")]
     if "ray" in engines:
-        t_ray, _, out_ray = one("ray", n)
+        t_ray, _, out_ray = _run_in_own_process(table, str(captioner), "ray", n)
         log(f"run: ray engine {t_ray:.1f}s")
         base = statistics.median(t_base)
         results.append(_run_result("run/ray", n, base, t_ray, [base / t_ray], sorted(out_ray) == sorted(out_base), None,
                                    "against the local engine without prefetch; Ray workers' memory not counted; "
                                    "includes starting a local Ray cluster"))
     return results
+
+
+def _run_in_own_process(table: Path, captioner: str, engine: str, limit: int) -> tuple[float, float, list[str]]:
+    """(seconds, peak RSS MB, results lines without timings) of one run, in a fresh (spawned) process."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_one_run, table, captioner, engine, limit, torch.get_num_threads()).result()
+
+
+def _one_run(table: Path, captioner: str, engine_name: str, limit: int, threads: int) -> tuple[float, float, list[str]]:
+    import shutil
+    import tempfile
+
+    import torch
+
+    from captionkit.api import pipeline_for
+    from captionkit.config import RunConfig
+    from captionkit.io.readers import read_dataset
+    from captionkit.models.settings import CaptionSettings, WriteSettings
+    from captionkit.pipeline.runner import LocalEngine, Runner, make_engine
+
+    torch.set_num_threads(threads)
+    config = RunConfig(stages=["media", "facts", "caption", "write"], formats=["jsonl"],
+                       caption=CaptionSettings(model=captioner, batch_size=8, max_new_tokens=8, device="cpu"),
+                       write=WriteSettings(writer="template"))
+    items = [item for _, item in zip(range(limit), read_dataset(table, config.mapping))]
+    out = Path(tempfile.mkdtemp(prefix="captionkit-bench-run-"))
+    try:
+        if engine_name == "ray":
+            engine: Any = make_engine(dataclasses.replace(config, engine="ray",
+                                                          ray=dataclasses.replace(config.ray, address="local")))
+        else:
+            pipeline = pipeline_for(config)
+            pipeline.setup()  # models load before the clock starts
+            engine = LocalEngine(pipeline, prefetch=0 if engine_name == "local-no-prefetch" else 1)
+        start = time.perf_counter()
+        Runner(None, out, config, progress=False, engine=engine).run(items, total=len(items))
+        seconds = time.perf_counter() - start
+        lines = (out / "results.jsonl").read_text(encoding="utf-8").splitlines()
+        return seconds, _own_peak_mb(), [_strip_timings(line) for line in lines]
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def _strip_timings(line: str) -> str:
