@@ -116,7 +116,8 @@ class RayEngine:
             floor = 60.0 if address.startswith("ray://") else 30.0
             _init(address, label, max(floor, 3 * self.settings.connect_timeout))
         except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
-            raise ConfigError(f"--address {label}: cannot connect to a Ray cluster there: {_first_line(exc)}") from None
+            raise ConfigError(f"--address {label}: cannot connect to a Ray cluster there: {_first_line(exc)}."
+                              f"{_auth_hint()}") from None
         self._started = True
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-dataset INFO lines; our bar says more
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled": ours run
@@ -489,16 +490,20 @@ def _init(address: str, given: str, timeout: float) -> None:
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
-        # Ray >= 2.5x turns on token authentication for clusters `ray start --head` starts; a client without the
-        # token is not refused, it is left waiting.
-        auth = ("" if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" else
-                " If the cluster uses token authentication (the default for `ray start --head` in recent Ray), set "
-                "RAY_AUTH_MODE=token and the token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token).")
         raise ConfigError(f"--address {given}: something answers there but no Ray cluster replied within {timeout:.0f} s. "
                           f"Give the head node's GCS port (HOST:6379 by default) or its Ray Client port "
-                          f"(ray://HOST:10001 by default).{auth}")
+                          f"(ray://HOST:10001 by default).{_auth_hint()}")
     if failed:
         raise failed[0]
+
+
+def _auth_hint() -> str:
+    """Recent Ray turns token authentication on for clusters `ray start --head` starts, and a client without the
+    token is not refused but left waiting: say what to set, unless it is set."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        return ""
+    return (" If the cluster uses token authentication (the default for `ray start --head` in recent Ray), set "
+            "RAY_AUTH_MODE=token and the token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token).")
 
 
 def _no_sigterm_note(record: logging.LogRecord) -> bool:
