@@ -268,3 +268,41 @@ def test_cli_on_a_local_cluster_that_dies_mid_run_then_resumes(tmp_path, media_d
     assert (again.skipped, again.processed, again.done) == (kept, n - kept, n)
     ids = [r["id"] for r in read_jsonl(out / "results.jsonl")]
     assert ids == [f"i{k:03d}" for k in range(n)]  # each exactly once, in dataset order
+
+
+def test_cli_driver_killed_mid_run_then_resumes_each_item_once(tmp_path, media_dir):
+    """The local engine's kill -9 test, on Ray: SIGKILL the `captionkit run --engine ray` driver after some
+    commits (its `--address local` cluster goes with it), rerun it on Ray: every item exactly once, in order."""
+    psutil = pytest.importorskip("psutil")
+    n = 300
+    rows = [{"id": f"i{k:03d}", "media": str(media_dir / ("red.jpg" if k % 2 else "blue.png"))} for k in range(n)]
+    data = write_csv(tmp_path / "many.csv", rows)
+    out = tmp_path / "out"
+    args = [*CLI, "run", str(data), "--out", str(out), "--engine", "ray", "--address", "local", "--ray-actors", "1",
+            "--stages", "media,facts", "--no-progress"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **QUIET})
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and committed(out) < 20:
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()[-2000:]}"
+        cluster = psutil.Process(proc.pid).children(recursive=True)
+        os.kill(proc.pid, 9)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    for p in cluster:  # what Ray's own reaper would stop a moment later
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    kept = committed(out)
+    assert 20 <= kept < n
+    rerun = subprocess.run(args, capture_output=True, text=True, timeout=300, env={**os.environ, **QUIET})
+    assert rerun.returncode == 0, rerun.stderr
+    ids = [r["id"] for r in read_jsonl(out / "results.jsonl")]
+    assert ids == [f"i{k:03d}" for k in range(n)]  # each exactly once, in dataset order
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["skipped"] == kept and summary["processed"] == n - kept
