@@ -56,7 +56,7 @@ $(VENV)/.llama-cpp: scripts/llama-cpp-wheel.sh $(VENV)/.installed
 	else echo "note: llama-cpp-python not installed; the real-server writer tests will skip"; fi
 
 test: setup $(VENV)/.llama-cpp
-	@echo "==> running the tests (pytest; a few minutes on 2 cores)"
+	@echo "==> running the tests (pytest; ~8 minutes on 2 cores)"
 	$(BIN)/python -m pytest -q
 
 proofs: setup
