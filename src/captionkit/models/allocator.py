@@ -6,8 +6,8 @@ every large activation is new memory that the kernel fills page by page. A visio
 on such tensors: Florence-2-base's at 768 px takes ~250,000 minor page faults and ~0.45 s of kernel time per
 image on a 2-core machine. With the mmap and trim thresholds raised (what ``GLIBC_TUNABLES=glibc.malloc.
 mmap_threshold=...:glibc.malloc.trim_threshold=...`` does at start-up, done here at model load with ``mallopt``),
-freed blocks stay in malloc's heap and are reused: no page faults after the first call, ~10% less time per image
-(docs/benchmarks.md). Outputs are unchanged: it is the same arithmetic on other addresses.
+freed blocks stay in malloc's heap and are reused: no page faults once the heap has settled (a few calls), ~10%
+less time per image (docs/benchmarks.md). Outputs are unchanged: it is the same arithmetic on other addresses.
 
 It helps where the model runs on the process's main thread (``describe``, ``run`` on the local engine, Ray
 actors). A model called from other threads (the HTTP server's workers) allocates from glibc's per-thread arenas,

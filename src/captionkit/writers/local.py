@@ -212,11 +212,12 @@ class LocalWriter:
         # Chat templates already hold BOS/role tokens; plain prompts get the tokenizer's usual special tokens.
         return self.tokenizer(texts, add_special_tokens=not self.chat_template, **kw)
 
-    def _check_lengths(self, texts: list[str], gen: GenerationOptions) -> None:
-        if self.context is None:
-            return
-        room = self.context - gen.max_new_tokens
+    def _check_lengths(self, texts: list[str], gen: GenerationOptions) -> list[int]:
+        """Each prompt's length in tokens; PromptTooLongError names the first that leaves no room to write."""
         lengths = [len(ids) for ids in self._encode(texts)["input_ids"]]
+        if self.context is None:
+            return lengths
+        room = self.context - gen.max_new_tokens
         for i, length in enumerate(lengths):
             if length > room:
                 if room <= 0:
@@ -231,6 +232,7 @@ class LocalWriter:
                     f"{self.context} tokens and --max-new-tokens {gen.max_new_tokens} must fit too, leaving "
                     f"{room_text}; {fix}",
                     index=i, length=length, context=self.context, max_new_tokens=gen.max_new_tokens)
+        return lengths
 
     # ------------------------------------------------------------------ generation
 
@@ -248,15 +250,24 @@ class LocalWriter:
     def _generate_ids(self, texts: list[str], gen: GenerationOptions, n: int) -> list[list[int]]:
         """New token ids, ``n`` rows per text in order (rows of one text are consecutive)."""
         kw = self.generate_kwargs(gen, n)
-        self._check_lengths(texts, gen)
+        lengths = self._check_lengths(texts, gen)
         device = next(self.model.parameters()).device
-        rows: list[list[int]] = []
-        for start in range(0, len(texts), self.batch_size):
-            inputs = self._encode(texts[start:start + self.batch_size], padding=True, return_tensors="pt").to(device)
+        # Greedy and beam outputs do not depend on which prompts share a batch (left padding, masked): batch prompts
+        # of similar length together, so that less padding is computed. Sampling keeps the given order, so that a
+        # --seed draws the same samples for the same prompts.
+        order = list(range(len(texts)))
+        if not gen.do_sample and len(texts) > self.batch_size:
+            order.sort(key=lambda i: lengths[i])
+        rows: list[list[int]] = [[] for _ in range(len(texts) * n)]
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            inputs = self._encode([texts[i] for i in chunk], padding=True, return_tensors="pt").to(device)
             set_seed(gen.seed)
             with torch().inference_mode():
                 ids = self.model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **kw)
-            rows.extend(ids[:, inputs["input_ids"].shape[1]:].tolist())  # only what the model wrote
+            written = ids[:, inputs["input_ids"].shape[1]:].tolist()  # only what the model wrote
+            for j, i in enumerate(chunk):
+                rows[i * n:(i + 1) * n] = written[j * n:(j + 1) * n]
         return rows
 
     def write(self, prompts: Sequence[Prompt], gen: GenerationOptions, n: int = 1) -> list[list[str]]:
