@@ -12,7 +12,7 @@ pytest.importorskip("transformers")
 import torch
 
 from captionkit.bench import configs, report
-from captionkit.bench.cases import frames_case
+from captionkit.bench.pipeline_cases import frames_case
 from captionkit.bench.suite import plan_for, run_plan
 from captionkit.errors import ConfigError
 from conftest import run_cli
@@ -65,7 +65,7 @@ def test_frame_sampling_case_picks_the_same_frames(cache):
 
 
 def test_run_case_prefetch_gives_the_same_results(cache):
-    from captionkit.bench.cases import run_case
+    from captionkit.bench.pipeline_cases import run_case
 
     captioner = configs.saved_model(configs.spec("blip-base"), "tiny", 4, cache)
     (result,) = run_case(12, captioner=captioner, root=cache)

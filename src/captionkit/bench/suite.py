@@ -6,8 +6,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from captionkit.bench.cases import CaseResult, frames_case, model_cases, run_case, settings_for
+from captionkit.bench.cases import CaseResult, model_cases, settings_for
 from captionkit.bench.configs import SPECS, saved_model, spec
+from captionkit.bench.pipeline_cases import frames_case, run_case
 from captionkit.errors import ConfigError
 
 SETTINGS = ("batched", "bf16", "int8", "compile")  # compile: writers only, and only when asked for by name
