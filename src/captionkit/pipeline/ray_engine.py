@@ -116,8 +116,8 @@ class RayEngine:
             floor = 60.0 if address.startswith("ray://") else 30.0
             _init(address, label, max(floor, 3 * self.settings.connect_timeout))
         except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
-            raise ConfigError(f"--address {label}: cannot connect to a Ray cluster there: {_first_line(exc)}."
-                              f"{_auth_hint()}") from None
+            raise ConfigError(f"--address {label}: cannot connect to a Ray cluster there: "
+                              f"{_first_line(exc).rstrip('.')}.{_auth_hint()}") from None
         self._started = True
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-dataset INFO lines; our bar says more
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled": ours run
@@ -405,27 +405,29 @@ def _dataset(feed: Any, ledger: Any, pipeline: Pipeline, plan: dict[str, Any], e
 
 
 class _RemoteResults:
-    """Runs the dataset on the cluster for a driver connected through Ray Client; ``next`` hands over its
-    messages (what ``_consume`` puts on the queue) one at a time, or None after ``timeout`` seconds of none."""
+    """Runs the dataset on the cluster for a driver connected through Ray Client; ``next`` hands over the messages
+    ``_consume`` has put on the queue since the last call (waiting up to ``timeout`` seconds for the first)."""
 
     def __init__(self, feed: Any, ledger: Any, pipeline: Pipeline, plan: dict[str, Any], env: dict[str, str]) -> None:
         self.out: queue.Queue = queue.Queue()
         ds = _dataset(feed, ledger, pipeline, plan, env)
         threading.Thread(target=_consume, args=(ds, self.out), name="captionkit-ray-results", daemon=True).start()
 
-    def next(self, timeout: float) -> tuple[str, Any] | None:
+    def next(self, timeout: float) -> list[tuple[str, Any]]:
+        messages = []
         try:
-            return self.out.get(timeout=timeout)
+            messages.append(self.out.get(timeout=timeout))
+            while True:
+                messages.append(self.out.get_nowait())
         except queue.Empty:
-            return None
+            return messages
 
 
 def _relay(remote: Any, out: queue.Queue) -> None:
     """Runs in a thread of a Ray Client driver: ``_RemoteResults``' messages onto ``out``, until the end."""
     try:
         while True:
-            message = ray.get(remote.next.remote(1.0))
-            if message is not None:
+            for message in ray.get(remote.next.remote(1.0)):
                 out.put(message)
                 if message[0] in ("end", "error"):
                     return
