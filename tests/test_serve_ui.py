@@ -110,3 +110,20 @@ def test_generate_posts_in_chromium(ui_server, tmp_path):
         finally:
             browser.close()
     assert not errors, errors
+
+
+def test_api_docs_render_offline_in_chromium(ui_server):
+    """/docs serves Swagger UI from installed files (this machine has no internet: a CDN page would stay blank)."""
+    page_html = httpx.get(f"{ui_server.url}/docs").text
+    assert "/docs-assets/swagger-ui-bundle.js" in page_html and "cdn.jsdelivr" not in page_html
+    sync_playwright = sync_playwright_or_skip()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{ui_server.url}/docs")
+            page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
+            assert "captionkit" in page.inner_text(".swagger-ui .info .title")
+            assert page.locator('[data-path="/v1/posts"]').count() >= 1  # an operation of the API, drawn
+        finally:
+            browser.close()

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import functools
 import html
+import importlib.util
 import json
 import logging
 import threading
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Security
@@ -86,7 +88,7 @@ def create_app(config: RunConfig, settings: ServeSettings, *, api_keys: tuple[st
             admission.close()
 
     app = FastAPI(
-        title="captionkit", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None,
+        title="captionkit", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
         description="Describe images, GIFs and videos (caption, visible text, speech) and write social posts "
                     "for them. Send `Authorization: Bearer KEY` or `X-API-Key: KEY` when the server has API keys.",
     )
@@ -97,6 +99,7 @@ def create_app(config: RunConfig, settings: ServeSettings, *, api_keys: tuple[st
     app.include_router(_media_routes(service, admission, guarded))
     app.include_router(_job_routes(service, jobs, guarded))
     app.include_router(_login_routes(keyring, settings))
+    _mount_docs(app)
 
     if settings.ui:
         from captionkit.serve.ui import mount_ui
@@ -253,6 +256,27 @@ def _job_routes(service: CaptionService, jobs: JobManager, guarded: list) -> Any
         await run_in_threadpool(jobs.delete, job_id)
         return Response(status_code=204)
     return router
+
+
+def _mount_docs(app: Any) -> None:
+    """Swagger UI at ``/docs`` from files installed with the serve extra (the fastapi-offline package ships
+    Swagger UI 5), so that the page works without the internet; FastAPI's own page loads them from a CDN, which
+    stays the fallback when the package is missing."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    spec = importlib.util.find_spec("fastapi_offline")
+    static = Path(spec.submodule_search_locations[0]) / "static" if spec and spec.submodule_search_locations else None
+    kw: dict[str, str] = {}
+    if static is not None and (static / "swagger-ui-bundle.js").is_file():
+        from fastapi.staticfiles import StaticFiles
+
+        app.mount("/docs-assets", StaticFiles(directory=static), name="docs-assets")
+        kw = {"swagger_js_url": "/docs-assets/swagger-ui-bundle.js", "swagger_css_url": "/docs-assets/swagger-ui.css",
+              "swagger_favicon_url": "/docs-assets/favicon.png"}
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="captionkit API", **kw)
 
 
 def _login_routes(keyring: KeyRing, settings: ServeSettings) -> Any:
