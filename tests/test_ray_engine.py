@@ -5,6 +5,7 @@ One in-process cluster (2 CPUs) serves the module; the CLI tests start their own
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -23,7 +24,6 @@ ray = pytest.importorskip("ray")
 
 import test_runner as runner_tests  # noqa: E402  (its tests are run again below, on Ray)
 from captionkit import api  # noqa: E402
-from captionkit.cli.pipeline import with_engine  # noqa: E402
 from captionkit.config import RunConfig  # noqa: E402
 from captionkit.errors import ConfigError, MissingExtraError  # noqa: E402
 from captionkit.io.readers import read_dataset  # noqa: E402
@@ -181,13 +181,13 @@ def test_engine_settings_are_validated_and_stay_out_of_the_fingerprint():
     base = RunConfig.from_dict({"stages": ["media"]})
     ray_cfg = RunConfig.from_dict({"stages": ["media"], "engine": "ray", "ray": {"address": "auto", "actors": 2}})
     assert ray_cfg.fingerprint() == base.fingerprint()  # switching engine resumes the same run
-    assert with_engine(base, "ray", address="ray://h:10001", actors=3).ray.actors == 3
+    assert base.with_engine("ray", address="ray://h:10001", actors=3).ray.actors == 3
     with pytest.raises(ConfigError, match="--engine"):
         RunConfig.from_dict({"engine": "spark"})
     with pytest.raises(ConfigError, match="--ray-actors"):
         RunConfig.from_dict({"ray": {"actors": 0}})
     with pytest.raises(ConfigError, match="--address: only used by --engine ray"):
-        with_engine(base, None, address="auto")
+        base.with_engine(None, address="auto")
     with pytest.raises(ConfigError, match="--address nowhere: expected ray://HOST:PORT"):
         ray_engine._endpoint("nowhere", "nowhere")
     with pytest.raises(ConfigError, match=r"--address ray://127.0.0.1:1: no Ray cluster answers at 127.0.0.1:1"):
@@ -234,31 +234,43 @@ def test_a_port_that_answers_without_being_ray_is_named_in_bounded_time():
     assert time.monotonic() - start < 30
 
 
+def images_csv(tmp_path: Path, media_dir: Path, n: int) -> Path:
+    rows = [{"id": f"i{k:03d}", "media": str(media_dir / ("red.jpg" if k % 2 else "blue.png"))} for k in range(n)]
+    return write_csv(tmp_path / "many.csv", rows)
+
+
+@contextlib.contextmanager
+def run_until_committed(args: list[str], out: Path, commits: int):
+    """`captionkit ARGS` in a subprocess, handed over (still running) once ``commits`` items are committed in
+    ``out``; killed on the way out if it still runs."""
+    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **QUIET})
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and committed(out) < commits:
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the run ended before it could be interrupted: {proc.stderr.read()[-2000:]}"
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_cli_on_a_local_cluster_that_dies_mid_run_then_resumes(tmp_path, media_dir):
     """`--address local` through the real CLI; its cluster is killed after a few commits: the run ends with a
     clear error and keeps what it committed, and a rerun (here on the local engine) finishes the rest."""
     psutil = pytest.importorskip("psutil")
     n = 200
-    rows = [{"id": f"i{k:03d}", "media": str(media_dir / ("red.jpg" if k % 2 else "blue.png"))} for k in range(n)]
-    data = write_csv(tmp_path / "many.csv", rows)
+    data = images_csv(tmp_path, media_dir, n)
     (tmp_path / "run.yaml").write_text("ray: {connect_timeout: 2}\n", encoding="utf-8")
     out = tmp_path / "out"
     args = ["run", str(data), "--out", str(out), "--config", str(tmp_path / "run.yaml"), "--engine", "ray",
             "--address", "local", "--ray-actors", "1", "--stages", "media,facts", "--no-progress"]
-    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **QUIET})
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None and committed(out) < 5:
-            time.sleep(0.05)
-        assert proc.poll() is None, f"the run ended before its cluster could be killed: {proc.stderr.read()[-2000:]}"
+    with run_until_committed(args, out, 5) as proc:
         for p in psutil.Process(proc.pid).children(recursive=True):  # GCS, raylet, workers: the whole cluster
             p.kill()
         lost_at = time.monotonic()
         _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 2, err
     assert "error: --address local: the Ray cluster stopped answering during the run" in err
     assert time.monotonic() - lost_at < 20  # noticed after connect_timeout, then a bounded shutdown
@@ -275,24 +287,14 @@ def test_cli_driver_killed_mid_run_then_resumes_each_item_once(tmp_path, media_d
     commits (its `--address local` cluster goes with it), rerun it on Ray: every item exactly once, in order."""
     psutil = pytest.importorskip("psutil")
     n = 300
-    rows = [{"id": f"i{k:03d}", "media": str(media_dir / ("red.jpg" if k % 2 else "blue.png"))} for k in range(n)]
-    data = write_csv(tmp_path / "many.csv", rows)
+    data = images_csv(tmp_path, media_dir, n)
     out = tmp_path / "out"
-    args = [*CLI, "run", str(data), "--out", str(out), "--engine", "ray", "--address", "local", "--ray-actors", "1",
+    args = ["run", str(data), "--out", str(out), "--engine", "ray", "--address", "local", "--ray-actors", "1",
             "--stages", "media,facts", "--no-progress"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **QUIET})
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None and committed(out) < 20:
-            time.sleep(0.05)
-        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()[-2000:]}"
+    with run_until_committed(args, out, 20) as proc:
         cluster = psutil.Process(proc.pid).children(recursive=True)
         os.kill(proc.pid, 9)
         proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     for p in cluster:  # what Ray's own reaper would stop a moment later
         try:
             p.kill()
@@ -300,7 +302,7 @@ def test_cli_driver_killed_mid_run_then_resumes_each_item_once(tmp_path, media_d
             pass
     kept = committed(out)
     assert 20 <= kept < n
-    rerun = subprocess.run(args, capture_output=True, text=True, timeout=300, env={**os.environ, **QUIET})
+    rerun = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300, env={**os.environ, **QUIET})
     assert rerun.returncode == 0, rerun.stderr
     ids = [r["id"] for r in read_jsonl(out / "results.jsonl")]
     assert ids == [f"i{k:03d}" for k in range(n)]  # each exactly once, in dataset order

@@ -117,11 +117,7 @@ def run(
     ``engine="ray"`` (default: ``config.engine``, "local") runs it on a Ray cluster at ``address`` (default:
     ``config.ray.address``); a run may resume on the other engine. See docs/ray.md.
     """
-    config = config or RunConfig()
-    if engine is not None:
-        config = dataclasses.replace(config, engine=engine)
-    if address is not None:
-        config = dataclasses.replace(config, ray=dataclasses.replace(config.ray, address=address))
+    config = (config or RunConfig()).with_engine(engine, address=address)
     ds = dataset if isinstance(dataset, Dataset) else read_dataset(dataset, config.mapping, sheet=sheet)
     worker = make_engine(config, pipeline_for(config) if config.engine == "local" else None)
     runner = Runner(None, out, config, restart=restart, progress=progress, engine=worker)

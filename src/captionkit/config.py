@@ -26,6 +26,9 @@ ENGINES = ("local", "ray")
 DEFAULT_STAGES = (*DESCRIBE_STAGES, "write")
 
 
+RAY_FLAGS = {"address": "--address", "actors": "--ray-actors", "batch_size": "--ray-batch-size", "num_gpus": "--ray-gpus"}
+
+
 @dataclass
 class RaySettings:
     """Where ``--engine ray`` runs and how it spreads the work. Not in the fingerprint: like ``engine``, these
@@ -108,6 +111,18 @@ class RunConfig:
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with top-level fields replaced; nested policies are replaced via ``frames=...`` etc."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def with_engine(self, engine: str | None = None, **ray: Any) -> RunConfig:
+        """A copy with ``engine`` and the given Ray settings (``address``, ``actors``, ``batch_size``,
+        ``num_gpus``; None: unchanged) laid over it; Ray settings without the Ray engine are a mistake."""
+        cfg = self if engine is None else dataclasses.replace(self, engine=engine.strip().lower())
+        given = {k: v for k, v in ray.items() if v is not None}
+        if not given:
+            return cfg
+        if cfg.engine != "ray":
+            flags = ", ".join(RAY_FLAGS.get(k, k) for k in given)
+            raise ConfigError(f"{flags}: only used by --engine ray; add --engine ray")
+        return dataclasses.replace(cfg, ray=dataclasses.replace(cfg.ray, **given))
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))

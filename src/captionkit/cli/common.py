@@ -45,6 +45,12 @@ FETCH = {
     "retries": (Optional[int], _opt("--retries", min=0, help="Extra download attempts after timeouts and 5xx. [default: 3]")),
     "max_download_mb": (Optional[float], _opt("--max-download-mb", min=0.001, help="Refuse downloads larger than this. [default: 200]")),
 }
+# Fast paths (docs/benchmarks.md for what each gains and costs); they apply to the captioner and a local writer.
+FAST_PATHS = {
+    "quantize": (Optional[str], _opt("--quantize", help="none or int8: dynamic int8 Linear layers, CPU only; ~1.5-3x faster, outputs close to float32 but not equal. [default: none]")),
+    "attn": (Optional[str], _opt("--attn", help="Attention kernel: sdpa or eager (equal outputs). [default: the model's, sdpa where supported]")),
+    "compile": (Optional[bool], _opt("--compile/--no-compile", help="Static KV cache + torch.compile: slow first call per input shape, then faster; for long runs. [default: off]")),
+}
 CAPTION = {
     "captioner": (Optional[str], _opt("--captioner", help="Catalogue name (see `captionkit models list`), backend name, hub id or model folder. [default: florence-2-base, or `basic` when it cannot be fetched]")),
     "prompt": (Optional[str], _opt("--prompt", help="Conditional caption prefix (BLIP, GIT) or instruction (Florence-2, chat VLMs).")),
@@ -52,12 +58,7 @@ CAPTION = {
     "batch_size": (Optional[int], _opt("--batch-size", min=1, help="Images (or posts, for `write`) per model call. [default: 4; write: 8]")),
     "device": (Optional[str], _opt("--device", help="auto, cpu, cuda, cuda:N or mps. [default: auto]")),
     "dtype": (Optional[str], _opt("--dtype", help="auto, fast, float32, bfloat16 or float16. fast: bfloat16 on CPUs with bf16 units (avx512_bf16/amx), ~2-3x faster, outputs close to float32 but not equal. [default: auto: float32 on CPU, outputs exact]")),
-}
-# Fast paths (docs/benchmarks.md for what each gains and costs); they apply to the captioner and a local writer.
-FAST_PATHS = {
-    "quantize": (Optional[str], _opt("--quantize", help="none or int8: dynamic int8 Linear layers, CPU only; ~1.5-3x faster, outputs close to float32 but not equal. [default: none]")),
-    "attn": (Optional[str], _opt("--attn", help="Attention kernel: sdpa or eager (equal outputs). [default: the model's, sdpa where supported]")),
-    "compile": (Optional[bool], _opt("--compile/--no-compile", help="Static KV cache + torch.compile: slow first call per input shape, then faster; for long runs. [default: off]")),
+    **FAST_PATHS,  # the captioner's and (via _SHARED) a local writer's model options
 }
 # Decoding flags apply to the command's main model: the captioner for describe/run/ask, the writer for write.
 DECODING = {
@@ -144,8 +145,6 @@ _SECTIONS = {
 _SHARED = {"device": ("caption", "speech", "write"), "dtype": ("caption", "speech", "write"),  # one flag, several sections
            **{name: ("caption", "write") for name in FAST_PATHS}}
 
-
-CAPTION.update(FAST_PATHS)  # the captioner's and (via _SHARED) a local writer's model options
 
 
 def build_config(config: Optional[Path | RunConfig] = None, *, maps: Optional[list[str]] = None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Optional
 
@@ -30,8 +29,7 @@ from captionkit.cli.common import (
     options,
     split_csv,
 )
-from captionkit.config import DESCRIBE_STAGES, RunConfig
-from captionkit.errors import ConfigError
+from captionkit.config import DESCRIBE_STAGES
 from captionkit.pipeline.runner import RunSummary
 
 StagesOpt = typer.Option(None, "--stages", help="Stages to run, in order. [default: media,facts,caption,ocr,transcribe,write for run; without write for describe]")
@@ -113,24 +111,9 @@ def run(
     """Describe every item, then write its posts, resumably: results.jsonl holds every item exactly once."""
     cfg = build_config(config, maps=maps, opts=opts, stages=split_csv(stages), formats=split_csv(formats),
                        max_attempts=max_attempts)
-    cfg = with_engine(cfg, engine, address=address, actors=ray_actors, batch_size=ray_batch_size, num_gpus=ray_gpus)
+    cfg = cfg.with_engine(engine, address=address, actors=ray_actors, batch_size=ray_batch_size, num_gpus=ray_gpus)
     summary = api.run(dataset, out, cfg, sheet=sheet, restart=restart, progress=progress)
     print_summary(summary, Console(stderr=True))
-
-
-_RAY_FLAGS = {"address": "--address", "actors": "--ray-actors", "batch_size": "--ray-batch-size", "num_gpus": "--ray-gpus"}
-
-
-def with_engine(cfg: RunConfig, engine: Optional[str], **ray: Any) -> RunConfig:
-    """``cfg`` with --engine and the Ray flags laid over it; Ray flags without the Ray engine are a mistake."""
-    if engine is not None:
-        cfg = dataclasses.replace(cfg, engine=engine.strip().lower())
-    given = {k: v for k, v in ray.items() if v is not None}
-    if not given:
-        return cfg
-    if cfg.engine != "ray":
-        raise ConfigError(f"{', '.join(_RAY_FLAGS[k] for k in given)}: only used by --engine ray; add --engine ray")
-    return dataclasses.replace(cfg, ray=dataclasses.replace(cfg.ray, **given))
 
 
 def print_summary(summary: RunSummary, console: Console) -> None:
