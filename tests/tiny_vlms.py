@@ -77,12 +77,9 @@ def _save(model, processor, folder: Path, *, min_new_tokens: int = 2) -> Path:
 
 
 def _seeded(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
-    state = torch.random.get_rng_state()
-    torch.manual_seed(SEED)
-    try:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
         return build()
-    finally:
-        torch.random.set_rng_state(state)
 
 
 # --------------------------------------------------------------------------- Florence-2 (encoder-decoder)

@@ -181,14 +181,12 @@ LLAMA3 = ("{{ '<|begin_of_text|>' }}{% for message in messages %}{{ '<|start_hea
 
 
 def _seeded(make: Callable[[], Any], seed: int = 1234) -> Any:
+    """``make()`` under ``seed``, leaving the caller's random state as it was."""
     import torch
 
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
         return make()
-    finally:
-        torch.random.set_rng_state(state)
 
 
 def _spread_if_tiny(model: Any, cfg: dict[str, Any]) -> Any:

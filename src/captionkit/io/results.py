@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from captionkit.errors import DatasetError
+from captionkit.io.jsonl import json_objects
 from captionkit.records import Item, ItemResult
 
 
@@ -73,18 +74,14 @@ def results_file(path: str | Path) -> Path:
 def read_results(path: str | Path, *, ok_only: bool = True) -> Iterator[tuple[Item, dict[str, Any], dict[str, Any]]]:
     """(item, described, record) for each line of a results file; failed items are skipped when ``ok_only``."""
     file = results_file(path)
-    with file.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                item = Item.from_dict(record["item"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise DatasetError(f"{file} line {number} is not a captionkit result line ({exc})") from None
-            if ok_only and record.get("error"):
-                continue
-            yield item, described_of(record.get("outputs") or {}), record
+    for number, record in json_objects(file):
+        try:
+            item = Item.from_dict(record["item"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DatasetError(f"{file}:{number}: not a captionkit result line ({exc})") from None
+        if ok_only and record.get("error"):
+            continue
+        yield item, described_of(record.get("outputs") or {}), record
 
 
 def items_for_writing(path: str | Path, mapping: Any = None, sheet: str | None = None) -> Iterator[Item]:
@@ -101,12 +98,11 @@ def items_for_writing(path: str | Path, mapping: Any = None, sheet: str | None =
             item.metadata.update({k: v for k, v in described.items() if v})
             yield item
     elif first and "input" in first and "caption" in first:
-        with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip() and not (rec := json.loads(line)).get("error"):
-                    meta = {"description": rec.get("caption"), "ocr_text": rec.get("ocr_text"),
-                            "transcript": rec.get("transcript"), "language": rec.get("language")}
-                    yield Item(id=str(rec["input"]), metadata={k: v for k, v in meta.items() if v})
+        for _, rec in json_objects(path):
+            if not rec.get("error"):
+                meta = {"description": rec.get("caption"), "ocr_text": rec.get("ocr_text"),
+                        "transcript": rec.get("transcript"), "language": rec.get("language")}
+                yield Item(id=str(rec["input"]), metadata={k: v for k, v in meta.items() if v})
     else:
         from captionkit.io.readers import read_dataset
 
