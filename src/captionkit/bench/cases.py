@@ -354,8 +354,9 @@ def model_cases(model: ModelSpec, scale: str, *, items: int, rounds: int, new_to
         with PeakRSS() as rss:
             ours = {s.name: Ours(model, folder, new_tokens, s, device) for s in settings}
             baseline.run(inputs[:1])  # warm-up: one item for the loop, the whole batch shape for ours
-            for side in ours.values():
-                side.run(inputs)
+            warm = {name: timed(lambda side=side: side.run(inputs))[0] for name, side in ours.items()}
+            log(f"{model.name} warm-up (first call: load-time work such as torch.compile): "
+                + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in warm.items()))
             times: dict[str, list[float]] = {"baseline": [], **{name: [] for name in ours}}
             outputs: dict[str, list[str]] = {}
             for r in range(rounds):

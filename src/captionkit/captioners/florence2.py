@@ -114,8 +114,9 @@ class Florence2Captioner(CaptionerBase):
         return [self._parse(t, task, image.size) for t, image in zip(texts, images)]
 
     def _generate_vision_per_image(self, inputs: Any, gen: GenerationOptions) -> Any:
-        """On CPU the DaViT vision tower is slower per image in a batch than alone (docs/benchmarks.md: 12.0 s for
-        4 images vs 4 x 2.6 s), so encode the images one at a time and batch only the text encoder and decoder.
+        """On CPU the DaViT vision tower is slower per image in a batch than alone (scripts/profile_florence.py:
+        10.5 s for 4 images in one batch vs 9.5 s one at a time), so encode the images one at a time and batch
+        only the text encoder and decoder.
         The result is what ``generate`` computes from the same image features: outputs are unchanged (tested)."""
         torch_ = torch()
         model, ids = self.model, inputs["input_ids"]

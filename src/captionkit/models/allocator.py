@@ -3,9 +3,10 @@
 PyTorch's CPU allocator asks ``malloc`` for every tensor. glibc serves requests above its mmap threshold (which
 it raises by itself to at most 32 MiB) with a fresh ``mmap`` and hands them back with ``munmap`` when freed, so
 every large activation is new memory that the kernel fills page by page. A vision tower at high resolution lives
-on such tensors: Florence-2-base's at 768 px takes ~250,000 minor page faults and ~0.45 s of kernel time per
-image on a 2-core machine. With the mmap and trim thresholds raised (what ``GLIBC_TUNABLES=glibc.malloc.
-mmap_threshold=...:glibc.malloc.trim_threshold=...`` does at start-up, done here at model load with ``mallopt``),
+on such tensors: Florence-2-base's at 768 px takes ~240,000 minor page faults and ~0.5 s of kernel time per
+image on a 2-core machine (scripts/profile_florence.py). With the mmap and trim thresholds raised (what
+``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=...:glibc.malloc.trim_threshold=...`` does at start-up, done here at
+model load with ``mallopt``),
 freed blocks stay in malloc's heap and are reused: no page faults once the heap has settled (a few calls), ~10%
 less time per image (docs/benchmarks.md). Outputs are unchanged: it is the same arithmetic on other addresses.
 
